@@ -1,0 +1,187 @@
+use std::fmt;
+
+use crate::BoxError;
+
+/// Why a dependency could not be resolved, with the chain of types that led there.
+///
+/// Its `Display` reads as the chain: ``"`Service` needs `Repo` needs `Pool`: no component and
+/// no adapter for `Pool`"``.
+#[derive(Debug)]
+pub struct ResolveError {
+    chain: Vec<&'static str>,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Missing {
+        name: Option<String>,
+    },
+    Cycle,
+    Adapter {
+        adapter: &'static str,
+        source: BoxError,
+    },
+}
+
+impl ResolveError {
+    pub(crate) fn missing(chain: Vec<&'static str>, name: Option<&str>) -> Self {
+        Self {
+            chain,
+            kind: Kind::Missing {
+                name: name.map(str::to_owned),
+            },
+        }
+    }
+
+    pub(crate) fn cycle(chain: Vec<&'static str>) -> Self {
+        Self {
+            chain,
+            kind: Kind::Cycle,
+        }
+    }
+
+    pub(crate) fn adapter(
+        chain: Vec<&'static str>,
+        adapter: &'static str,
+        source: BoxError,
+    ) -> Self {
+        Self {
+            chain,
+            kind: Kind::Adapter { adapter, source },
+        }
+    }
+
+    /// Nothing provides a type somewhere down the chain: no component, no override, no adapter.
+    pub fn is_missing(&self) -> bool {
+        matches!(self.kind, Kind::Missing { .. })
+    }
+
+    /// The chain of adapters depends on itself.
+    pub fn is_cycle(&self) -> bool {
+        matches!(self.kind, Kind::Cycle)
+    }
+
+    /// An adapter ran and returned an error (see [`std::error::Error::source`]).
+    pub fn is_adapter_failure(&self) -> bool {
+        matches!(self.kind, Kind::Adapter { .. })
+    }
+
+    /// The type names from the one asked for down to the one that failed, by full path.
+    pub fn chain(&self) -> &[&'static str] {
+        &self.chain
+    }
+
+    /// The type that could not be provided (the last link of the chain).
+    pub fn type_name(&self) -> &'static str {
+        self.chain.last().copied().unwrap_or("?")
+    }
+}
+
+impl fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let failing = short_type_name(self.type_name());
+        match &self.kind {
+            Kind::Cycle => {
+                let path: Vec<String> = self.chain.iter().map(|t| short_type_name(t)).collect();
+                write!(
+                    f,
+                    "dependency cycle: {}; break it by adding one of these as a component",
+                    path.join(" -> ")
+                )
+            }
+            kind => {
+                for (i, link) in self.chain.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(" needs ")?;
+                    }
+                    write!(f, "`{}`", short_type_name(link))?;
+                }
+                match kind {
+                    Kind::Missing { name: None } => write!(
+                        f,
+                        ": no component and no adapter for `{failing}`; add one to the context or register an adapter"
+                    ),
+                    Kind::Missing { name: Some(name) } => write!(
+                        f,
+                        ": no component `{failing}` named `{name}` (nor an unnamed one) and no adapter for it"
+                    ),
+                    Kind::Adapter { adapter, source } => write!(
+                        f,
+                        ": adapter `{}` failed: {source}",
+                        short_type_name(adapter)
+                    ),
+                    Kind::Cycle => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+impl std::error::Error for ResolveError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            Kind::Adapter { source, .. } => Some(&**source),
+            _ => None,
+        }
+    }
+}
+
+/// `alloc::sync::Arc<my_app::db::Pool>` -> `Arc<Pool>`: the module paths only add noise to a
+/// chain a person reads.
+pub(crate) fn short_type_name(full: &str) -> String {
+    let mut out = String::with_capacity(full.len());
+    let mut segment_start = 0;
+    for (i, c) in full.char_indices() {
+        if matches!(c, '<' | '>' | ',' | ' ' | '(' | ')' | '[' | ']' | ';' | '&') {
+            out.push_str(last_path_segment(&full[segment_start..i]));
+            out.push(c);
+            segment_start = i + c.len_utf8();
+        }
+    }
+    out.push_str(last_path_segment(&full[segment_start..]));
+    out
+}
+
+fn last_path_segment(path: &str) -> &str {
+    path.rsplit("::").next().unwrap_or(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_type_names_drop_module_paths_inside_generics() {
+        assert_eq!(
+            short_type_name("alloc::sync::Arc<my_app::db::Pool>"),
+            "Arc<Pool>"
+        );
+        assert_eq!(
+            short_type_name("core::option::Option<(a::B, c::D)>"),
+            "Option<(B, D)>"
+        );
+        assert_eq!(short_type_name("u32"), "u32");
+    }
+
+    #[test]
+    fn missing_error_reads_as_the_whole_chain() {
+        let err = ResolveError::missing(vec!["app::Service", "app::Repo", "db::Pool"], None);
+        assert_eq!(
+            err.to_string(),
+            "`Service` needs `Repo` needs `Pool`: no component and no adapter for `Pool`; add one to the context or register an adapter"
+        );
+        assert!(err.is_missing());
+        assert_eq!(err.type_name(), "db::Pool");
+    }
+
+    #[test]
+    fn cycle_error_shows_the_cycle() {
+        let err = ResolveError::cycle(vec!["x::A", "x::B", "x::A"]);
+        assert!(
+            err.to_string().starts_with("dependency cycle: A -> B -> A"),
+            "{err}"
+        );
+        assert!(err.is_cycle());
+    }
+}

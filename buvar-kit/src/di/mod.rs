@@ -1,0 +1,466 @@
+//! Dependency injection by adapter functions.
+//!
+//! An adapter is a plain function, sync or async, whose arguments are [`Dependency`]s and whose
+//! return value is the component it makes. [`Context::nject`] resolves a type: first the call's
+//! overrides, then the context (named, then unnamed), then every adapter registered for the type,
+//! in order, taking the first whose own dependencies resolve.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use buvar_kit::Context;
+//!
+//! struct Pool { url: String }
+//! struct Repo { pool: Arc<Pool> }
+//! struct Service { repo: Arc<Repo> }
+//!
+//! async fn repo(pool: Arc<Pool>) -> Result<Repo, std::io::Error> {
+//!     Ok(Repo { pool })
+//! }
+//! fn service(repo: Arc<Repo>) -> Service {
+//!     Service { repo }
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let ctx = Context::new();
+//! let adapters = ctx.adapters();
+//! adapters.register(repo);
+//! adapters.register_infallible(service);
+//!
+//! let err = ctx.nject::<Service>().await.err().unwrap();
+//! assert!(err.to_string().starts_with("`Service` needs `Repo` needs `Pool`: no component"));
+//!
+//! ctx.add(Pool { url: "postgres://db".into() });
+//! let service = ctx.nject::<Service>().await?;
+//! assert_eq!(service.repo.pool.url, "postgres://db");
+//! # Ok::<(), buvar_kit::di::ResolveError>(())
+//! # }).unwrap();
+//! ```
+
+mod adapter;
+mod dependency;
+mod error;
+mod graph;
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use arc_swap::ArcSwap;
+use tokio::sync::OnceCell;
+
+pub use adapter::{AdapterFn, Fallible, Infallible, ReturnsFuture, ReturnsValue};
+pub use dependency::{Component, Dependency, Name, Named};
+pub use error::ResolveError;
+pub use graph::{Graph, ValidationError};
+
+use crate::{BoxError, BoxFuture, Context};
+
+/// What an adapter's product lives for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Lifetime {
+    /// Made anew for every resolution (the default).
+    Transient,
+    /// Made once, then shared by every resolution in every context.
+    Singleton,
+    /// Made once per context the resolution starts from (e.g. once per request), and added to
+    /// that context.
+    Scoped,
+}
+
+/// The registry of adapters; one lives in the plugin context as a component (see
+/// [`Context::adapters`]).
+pub struct Adapters {
+    by_product: ArcSwap<HashMap<TypeId, Vec<Arc<Entry>>>>,
+    all: ArcSwap<Vec<Arc<Entry>>>,
+}
+
+pub(crate) type Stored = Arc<dyn Any + Send + Sync>;
+type MakeFn = dyn Fn(Resolver) -> BoxFuture<Result<Stored, ResolveError>> + Send + Sync;
+
+pub(crate) struct Entry {
+    pub(crate) adapter_name: &'static str,
+    pub(crate) product: TypeId,
+    pub(crate) product_name: &'static str,
+    pub(crate) requirements: Vec<Requirement>,
+    lifetime: AtomicU8,
+    singleton: OnceCell<Stored>,
+    make: Box<MakeFn>,
+}
+
+/// A registered adapter; set how long its product lives.
+#[derive(Clone)]
+pub struct Registration {
+    entry: Arc<Entry>,
+}
+
+impl Registration {
+    /// Makes the product once and shares it (see [`Lifetime::Singleton`]).
+    pub fn singleton(&self) -> &Self {
+        self.lifetime(Lifetime::Singleton)
+    }
+
+    /// Makes the product once per resolving context (see [`Lifetime::Scoped`]).
+    pub fn scoped(&self) -> &Self {
+        self.lifetime(Lifetime::Scoped)
+    }
+
+    /// Sets the product's lifetime.
+    pub fn lifetime(&self, lifetime: Lifetime) -> &Self {
+        self.entry.lifetime.store(lifetime as u8, Ordering::Relaxed);
+        self
+    }
+}
+
+impl fmt::Debug for Registration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registration")
+            .field("adapter", &self.entry.adapter_name)
+            .field("product", &self.entry.product_name)
+            .finish()
+    }
+}
+
+impl Entry {
+    fn lifetime(&self) -> Lifetime {
+        match self.lifetime.load(Ordering::Relaxed) {
+            1 => Lifetime::Singleton,
+            2 => Lifetime::Scoped,
+            _ => Lifetime::Transient,
+        }
+    }
+}
+
+/// What a dependency needs from the context or the adapters, as seen by validation and the
+/// graph.
+#[derive(Debug, Clone)]
+pub struct Requirement {
+    /// The type needed.
+    pub type_id: TypeId,
+    /// Its full name, for messages.
+    pub type_name: &'static str,
+    /// The component name, for named dependencies.
+    pub name: Option<&'static str>,
+    /// Whether a missing value is fine (`Option<…>`).
+    pub optional: bool,
+    /// Whether only the context can provide it (no adapter).
+    pub context_only: bool,
+    /// An extra start-up check, e.g. that a config section loads.
+    pub check: Option<fn(&Context) -> Result<(), String>>,
+}
+
+impl Default for Adapters {
+    fn default() -> Self {
+        Self {
+            by_product: ArcSwap::from_pointee(HashMap::new()),
+            all: ArcSwap::from_pointee(Vec::new()),
+        }
+    }
+}
+
+impl fmt::Debug for Adapters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(
+                self.all
+                    .load()
+                    .iter()
+                    .map(|e| (e.adapter_name, e.product_name)),
+            )
+            .finish()
+    }
+}
+
+impl Adapters {
+    /// Creates an empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a fallible adapter: a sync or async function returning `Result<T, E>`, whose
+    /// arguments are [`Dependency`]s. Its product is `T`, made anew for each resolution unless
+    /// the returned [`Registration`] says otherwise.
+    pub fn register<F, Args, M>(&self, adapter: F) -> Registration
+    where
+        F: AdapterFn<Args, (M, Fallible)>,
+    {
+        self.insert::<F, Args, (M, Fallible)>(adapter)
+    }
+
+    /// Registers an infallible adapter: a sync function returning `T` (which must be `Unpin`,
+    /// as nearly every type is) or an async function whose future yields `T`.
+    pub fn register_infallible<F, Args, M>(&self, adapter: F) -> Registration
+    where
+        F: AdapterFn<Args, (M, Infallible)>,
+    {
+        self.insert::<F, Args, (M, Infallible)>(adapter)
+    }
+
+    fn insert<F, Args, M>(&self, adapter: F) -> Registration
+    where
+        F: AdapterFn<Args, M>,
+    {
+        let entry = Arc::new(Entry {
+            adapter_name: std::any::type_name::<F>(),
+            product: TypeId::of::<F::Product>(),
+            product_name: std::any::type_name::<F::Product>(),
+            requirements: F::requirements(),
+            lifetime: AtomicU8::new(Lifetime::Transient as u8),
+            singleton: OnceCell::new(),
+            make: Box::new(move |resolver| adapter.make_stored(resolver)),
+        });
+        self.by_product.rcu(|current| {
+            let mut map = HashMap::clone(current);
+            map.entry(entry.product).or_default().push(entry.clone());
+            map
+        });
+        self.all.rcu(|current| {
+            let mut all = Vec::clone(current);
+            all.push(entry.clone());
+            all
+        });
+        Registration { entry }
+    }
+
+    /// How many adapters are registered.
+    pub fn len(&self) -> usize {
+        self.all.load().len()
+    }
+
+    /// Whether no adapter is registered.
+    pub fn is_empty(&self) -> bool {
+        self.all.load().is_empty()
+    }
+
+    pub(crate) fn for_product(&self, product: TypeId) -> Option<Vec<Arc<Entry>>> {
+        self.by_product.load().get(&product).cloned()
+    }
+
+    pub(crate) fn entries(&self) -> Arc<Vec<Arc<Entry>>> {
+        self.all.load_full()
+    }
+}
+
+/// Values that win over the context in one resolution, by type and by name (buvar's keyword
+/// arguments to `nject`). They apply at every depth of that resolution.
+///
+/// ```
+/// use buvar_kit::{Context, di::Overrides};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let ctx = Context::new();
+/// ctx.add(1_u32);
+/// let overridden = ctx.nject_with::<u32>(Overrides::new().with(2_u32)).await?;
+/// assert_eq!(*overridden, 2);
+/// # Ok::<(), buvar_kit::di::ResolveError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    values: Context,
+}
+
+impl Overrides {
+    /// No overrides.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Overrides the unnamed `T`.
+    pub fn with<T: Send + Sync + 'static>(self, value: T) -> Self {
+        self.values.add(value);
+        self
+    }
+
+    /// Overrides the `T` named `name`.
+    pub fn with_named<T: Send + Sync + 'static>(self, name: &str, value: T) -> Self {
+        self.values.add_named(name, value);
+        self
+    }
+}
+
+/// The state of one resolution, handed to [`Dependency::resolve`].
+#[derive(Clone)]
+pub struct Resolver {
+    context: Context,
+    overrides: Option<Arc<Overrides>>,
+    adapters: Option<Arc<Adapters>>,
+    chain: Option<Arc<Link>>,
+}
+
+struct Link {
+    type_id: TypeId,
+    type_name: &'static str,
+    parent: Option<Arc<Link>>,
+}
+
+impl fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resolver")
+            .field("context", &self.context)
+            .field("chain", &self.chain_names())
+            .finish()
+    }
+}
+
+impl Resolver {
+    fn new(context: &Context, overrides: Option<Overrides>) -> Self {
+        Self {
+            adapters: context.try_get::<Adapters>(),
+            context: context.clone(),
+            overrides: overrides.map(Arc::new),
+            chain: None,
+        }
+    }
+
+    /// The context the resolution started from.
+    pub fn context(&self) -> &Context {
+        &self.context
+    }
+
+    fn chain_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> =
+            std::iter::successors(self.chain.as_deref(), |l| l.parent.as_deref())
+                .map(|l| l.type_name)
+                .collect();
+        names.reverse();
+        names
+    }
+
+    /// An error saying nothing provides `T` (named `name`), with this resolution's chain.
+    pub fn missing<T: ?Sized>(&self, name: Option<&str>) -> ResolveError {
+        let mut chain = self.chain_names();
+        chain.push(std::any::type_name::<T>());
+        ResolveError::missing(chain, name)
+    }
+
+    /// An error saying the adapter `adapter` (making the last type of the chain) failed.
+    pub(crate) fn adapter_failed(&self, adapter: &'static str, source: BoxError) -> ResolveError {
+        ResolveError::adapter(self.chain_names(), adapter, source)
+    }
+
+    /// Resolves `T` (named `name`): overrides, then the context, then adapters.
+    pub async fn resolve<T: Send + Sync + 'static>(
+        &self,
+        name: Option<&str>,
+    ) -> Result<Arc<T>, ResolveError> {
+        if let Some(value) = self.lookup::<T>(name) {
+            return Ok(value);
+        }
+        let (stored, lifetime) = self
+            .make(TypeId::of::<T>(), std::any::type_name::<T>(), name)
+            .await?;
+        let value = stored
+            .downcast::<T>()
+            .map_err(|_| self.missing::<T>(name))?;
+        if lifetime == Lifetime::Scoped {
+            self.context.add_arc(value.clone());
+        }
+        Ok(value)
+    }
+
+    fn lookup<T: Send + Sync + 'static>(&self, name: Option<&str>) -> Option<Arc<T>> {
+        let from = |ctx: &Context| match name {
+            Some(name) => ctx.get_named::<T>(name).ok(),
+            None => ctx.try_get::<T>(),
+        };
+        self.overrides
+            .as_ref()
+            .and_then(|o| from(&o.values))
+            .or_else(|| from(&self.context))
+    }
+
+    async fn make(
+        &self,
+        product: TypeId,
+        product_name: &'static str,
+        name: Option<&str>,
+    ) -> Result<(Stored, Lifetime), ResolveError> {
+        let link = Arc::new(Link {
+            type_id: product,
+            type_name: product_name,
+            parent: self.chain.clone(),
+        });
+        let inner = Resolver {
+            context: self.context.clone(),
+            overrides: self.overrides.clone(),
+            adapters: self.adapters.clone(),
+            chain: Some(link),
+        };
+        if std::iter::successors(self.chain.as_deref(), |l| l.parent.as_deref())
+            .any(|l| l.type_id == product)
+        {
+            return Err(ResolveError::cycle(inner.chain_names()));
+        }
+        let candidates = self
+            .adapters
+            .as_ref()
+            .and_then(|adapters| adapters.for_product(product))
+            .unwrap_or_default();
+        let mut first_missing = None;
+        for entry in candidates {
+            let lifetime = entry.lifetime();
+            let made = match lifetime {
+                Lifetime::Singleton => entry
+                    .singleton
+                    .get_or_try_init(|| (entry.make)(inner.clone()))
+                    .await
+                    .cloned(),
+                Lifetime::Transient | Lifetime::Scoped => (entry.make)(inner.clone()).await,
+            };
+            match made {
+                Ok(stored) => return Ok((stored, lifetime)),
+                // Its dependencies did not resolve: the next adapter may do better.
+                Err(err) if err.is_missing() => {
+                    first_missing.get_or_insert(err);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(first_missing.unwrap_or_else(|| ResolveError::missing(inner.chain_names(), name)))
+    }
+}
+
+impl Context {
+    /// The adapter registry of this context: the nearest one in the stack, or a new one added
+    /// to this layer when there is none.
+    pub fn adapters(&self) -> Arc<Adapters> {
+        match self.try_get::<Adapters>() {
+            Some(adapters) => adapters,
+            None => self.add(Adapters::new()),
+        }
+    }
+
+    /// Resolves a `T`: from the context, else by the first adapter for `T` whose dependencies
+    /// resolve. See the [module docs](crate::di).
+    pub async fn nject<T: Send + Sync + 'static>(&self) -> Result<Arc<T>, ResolveError> {
+        Resolver::new(self, None).resolve::<T>(None).await
+    }
+
+    /// Resolves the `T` named `name`, falling back to the unnamed one and then to adapters.
+    pub async fn nject_named<T: Send + Sync + 'static>(
+        &self,
+        name: &str,
+    ) -> Result<Arc<T>, ResolveError> {
+        Resolver::new(self, None).resolve::<T>(Some(name)).await
+    }
+
+    /// Resolves a `T` with `overrides` winning over the context at every depth.
+    pub async fn nject_with<T: Send + Sync + 'static>(
+        &self,
+        overrides: Overrides,
+    ) -> Result<Arc<T>, ResolveError> {
+        Resolver::new(self, Some(overrides))
+            .resolve::<T>(None)
+            .await
+    }
+
+    /// Resolves any [`Dependency`] (e.g. a tuple-free `Option<Arc<T>>` or a `Named<T, N>`).
+    pub async fn resolve<D: Dependency>(&self) -> Result<D, ResolveError> {
+        D::resolve(&Resolver::new(self, None)).await
+    }
+}
+
+#[cfg(test)]
+mod tests;
