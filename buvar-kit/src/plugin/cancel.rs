@@ -1,0 +1,53 @@
+use std::fmt;
+
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+/// Stops the stage: any task may trigger it or wait for it. It is a component of the plugin
+/// context, and SIGINT and SIGTERM trigger it by default.
+///
+/// ```
+/// use buvar_kit::Cancel;
+/// let cancel = Cancel::new();
+/// let seen_by_task = cancel.clone();
+/// cancel.cancel();
+/// assert!(seen_by_task.is_cancelled());
+/// ```
+#[derive(Clone, Default)]
+pub struct Cancel {
+    token: CancellationToken,
+}
+
+impl Cancel {
+    /// A new, untriggered cancel.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Triggers it: the stage stops its tasks (after the grace period) and tears down.
+    pub fn cancel(&self) {
+        self.token.cancel();
+    }
+
+    /// Whether it was triggered.
+    pub fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Completes once it is triggered.
+    pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
+        self.token.cancelled()
+    }
+
+    /// The underlying token, for APIs that take one (e.g. a graceful-shutdown signal).
+    pub fn token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+}
+
+impl fmt::Debug for Cancel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cancel")
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
