@@ -133,6 +133,9 @@ impl Entry {
     }
 }
 
+/// A start-up check of a dependency: `Err` says, in one sentence, what is wrong.
+pub type StartupCheck = fn(&Context) -> Result<(), String>;
+
 /// What a dependency needs from the context or the adapters, as seen by validation and the
 /// graph.
 #[derive(Debug, Clone)]
@@ -148,7 +151,7 @@ pub struct Requirement {
     /// Whether only the context can provide it (no adapter).
     pub context_only: bool,
     /// An extra start-up check, e.g. that a config section loads.
-    pub check: Option<fn(&Context) -> Result<(), String>>,
+    pub check: Option<StartupCheck>,
 }
 
 impl Default for Adapters {
