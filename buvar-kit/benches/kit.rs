@@ -1,1 +1,97 @@
-fn main() {}
+//! Component lookup and adapter resolution against the hand-written equivalents, in one run.
+//!
+//! `cargo bench -p buvar-kit --bench kit`
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use buvar_kit::Context;
+use criterion::{Criterion, criterion_group, criterion_main};
+
+struct Config {
+    url: String,
+}
+struct Pool {
+    config: Arc<Config>,
+}
+struct Repo {
+    pool: Arc<Pool>,
+}
+struct Service {
+    repo: Arc<Repo>,
+}
+
+fn pool(config: Arc<Config>) -> Pool {
+    Pool { config }
+}
+fn repo(pool: Arc<Pool>) -> Repo {
+    Repo { pool }
+}
+fn service(repo: Arc<Repo>) -> Service {
+    Service { repo }
+}
+
+/// What axum's `State<T>` extraction does: clone an `Arc` out of the app state.
+#[derive(Clone)]
+struct AppState {
+    config: Arc<Config>,
+}
+
+fn lookup(c: &mut Criterion) {
+    let mut group = c.benchmark_group("lookup");
+    let state = AppState {
+        config: Arc::new(Config { url: "db".into() }),
+    };
+    group.bench_function("baseline: Arc clone from state", |b| {
+        b.iter(|| black_box(black_box(&state).config.clone()))
+    });
+    let plugins = Context::new();
+    plugins.add(Config { url: "db".into() });
+    for i in 0..16_u32 {
+        plugins.add_named(&format!("n{i}"), i);
+    }
+    group.bench_function("Context::get (plugin layer)", |b| {
+        b.iter(|| black_box(black_box(&plugins).get::<Config>().ok()))
+    });
+    let request = plugins.push();
+    group.bench_function("Context::get through a request layer", |b| {
+        b.iter(|| black_box(black_box(&request).get::<Config>().ok()))
+    });
+    group.bench_function("Context::push (per-request layer)", |b| {
+        b.iter(|| black_box(black_box(&plugins).push()))
+    });
+    group.finish();
+}
+
+fn resolve(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime");
+    let mut group = c.benchmark_group("resolve 3-deep transient");
+    let config = Arc::new(Config { url: "db".into() });
+    group.bench_function("baseline: hand-wired", |b| {
+        b.iter(|| {
+            let config = black_box(&config).clone();
+            let service = Arc::new(service(Arc::new(repo(Arc::new(pool(config))))));
+            black_box(service)
+        })
+    });
+    let ctx = Context::new();
+    ctx.add_arc(config.clone());
+    let adapters = ctx.adapters();
+    adapters.register_infallible(pool);
+    adapters.register_infallible(repo);
+    adapters.register_infallible(service);
+    let request = ctx.push();
+    group.bench_function("Context::nject", |b| {
+        b.iter(|| {
+            let made = runtime.block_on(black_box(&request).nject::<Service>());
+            assert!(made.as_ref().is_ok_and(|s| s.repo.pool.config.url == "db"));
+            black_box(made)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, lookup, resolve);
+criterion_main!(benches);
