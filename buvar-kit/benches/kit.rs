@@ -2,6 +2,9 @@
 //!
 //! `cargo bench -p buvar-kit --bench kit`
 
+// criterion_group! generates an undocumented function.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::sync::Arc;
 
