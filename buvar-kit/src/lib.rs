@@ -2,12 +2,21 @@
 
 mod components;
 pub mod di;
+#[cfg(feature = "axum")]
+pub mod extract;
 mod jobs;
+#[cfg(feature = "axum")]
+mod layer;
 pub mod plugin;
+pub mod testing;
 
 pub use components::{ComponentError, Context};
 pub use di::{Component, Named, Overrides, ResolveError};
+#[cfg(feature = "axum")]
+pub use extract::Inject;
 pub use jobs::Jobs;
+#[cfg(feature = "axum")]
+pub use layer::{ContextLayer, ContextService};
 pub use plugin::{Cancel, Plugin, Prepare, Stage};
 
 /// A boxed error, as plugins, tasks and adapters return them.

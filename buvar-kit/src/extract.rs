@@ -1,0 +1,124 @@
+//! axum extractors for components, injected values and config sections.
+//!
+//! They read the request's context, which [`ContextLayer`](crate::ContextLayer) puts in the
+//! request's extensions. A failure answers `500 Internal Server Error` and logs the reason (the
+//! type, and for injection the whole chain); it never panics.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use axum_core::extract::FromRequestParts;
+use axum_core::response::{IntoResponse, Response};
+use http::StatusCode;
+use http::request::Parts;
+
+use crate::Context;
+pub use crate::di::Component;
+
+/// Why an extractor could not produce its value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExtractRejection {
+    /// The request has no context: the router lacks `ContextLayer`.
+    #[error(
+        "the request has no buvar context; add `ContextLayer` to the router (the server plugin does)"
+    )]
+    NoContext,
+    /// No component of the asked-for type.
+    #[error(transparent)]
+    Component(#[from] crate::ComponentError),
+    /// Dependency injection failed.
+    #[error(transparent)]
+    Inject(#[from] crate::ResolveError),
+    /// A config section failed to load.
+    #[error("config section for `{type_name}` failed to load: {message}")]
+    Config {
+        /// The section type.
+        type_name: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl IntoResponse for ExtractRejection {
+    fn into_response(self) -> Response {
+        // The reason names internal types: it goes to the log, not to the client.
+        tracing::error!(reason = %self, "request extraction failed");
+        (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
+    }
+}
+
+/// The request's context (a child of the plugin context). Also an extractor itself.
+pub(crate) fn request_context(parts: &Parts) -> Result<Context, ExtractRejection> {
+    parts
+        .extensions
+        .get::<Context>()
+        .cloned()
+        .ok_or(ExtractRejection::NoContext)
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Context {
+    type Rejection = ExtractRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        request_context(parts)
+    }
+}
+
+impl<S: Send + Sync, T: ?Sized + Send + Sync + 'static> FromRequestParts<S> for Component<T> {
+    type Rejection = ExtractRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Component(request_context(parts)?.get::<T>()?))
+    }
+}
+
+/// A value resolved by dependency injection in the request's context: adapters may depend on
+/// the request's [`Parts`] (as `Arc<Parts>`), which the context holds for them.
+///
+/// ```
+/// use std::sync::Arc;
+/// use axum::{Router, routing::get};
+/// use buvar_kit::{Context, ContextLayer, extract::Inject};
+///
+/// struct Caller(String);
+/// fn caller(parts: Arc<http::request::Parts>) -> Caller {
+///     let name = parts.headers.get("x-caller").and_then(|v| v.to_str().ok());
+///     Caller(name.unwrap_or("anonymous").to_owned())
+/// }
+///
+/// async fn whoami(Inject(caller): Inject<Caller>) -> String {
+///     caller.0.clone()
+/// }
+///
+/// let plugins = Context::new();
+/// plugins.adapters().register_infallible(caller);
+/// let app: Router = Router::new().route("/", get(whoami)).layer(ContextLayer::new(plugins));
+/// ```
+pub struct Inject<T>(pub Arc<T>);
+
+impl<T> Deref for Inject<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Inject<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Inject").field(&self.0).finish()
+    }
+}
+
+impl<S: Send + Sync, T: Send + Sync + 'static> FromRequestParts<S> for Inject<T> {
+    type Rejection = ExtractRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let context = request_context(parts)?;
+        if !context.contains::<Parts>(None) {
+            context.add(parts.clone());
+        }
+        Ok(Inject(context.nject::<T>().await?))
+    }
+}

@@ -1,0 +1,137 @@
+//! The extractors and the per-request context layer, driven through a router with `oneshot`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use buvar_kit::extract::{Component, Inject};
+use buvar_kit::{Context, ContextLayer};
+use http::request::Parts;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+struct Greeting(String);
+struct Caller(String);
+struct RequestCounter(std::sync::atomic::AtomicUsize);
+
+fn caller(parts: Arc<Parts>) -> Caller {
+    let name = parts.headers.get("x-caller").and_then(|v| v.to_str().ok());
+    Caller(name.unwrap_or("anonymous").to_owned())
+}
+
+async fn greet(Component(greeting): Component<Greeting>, Inject(caller): Inject<Caller>) -> String {
+    format!("{}, {}", greeting.0, caller.0)
+}
+
+async fn missing(Component(_): Component<u128>) -> &'static str {
+    "unreachable"
+}
+
+#[derive(Debug)]
+struct Database;
+async fn failing_database() -> Result<Database, std::io::Error> {
+    Err(std::io::Error::other("database is down"))
+}
+async fn uses_database(Inject(_): Inject<Database>) -> &'static str {
+    "unreachable"
+}
+
+/// Adds a per-request value, then reads it back after yielding, so concurrent requests would
+/// see each other's values if contexts leaked.
+async fn scoped(ctx: Context, Inject(caller): Inject<Caller>) -> String {
+    ctx.add(caller.0.clone());
+    tokio::task::yield_now().await;
+    let counter = ctx.get::<RequestCounter>().unwrap();
+    counter.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    (*ctx.get::<String>().unwrap()).clone()
+}
+
+fn app(plugins: &Context) -> Router {
+    Router::new()
+        .route("/greet", get(greet))
+        .route("/missing", get(missing))
+        .route("/db", get(uses_database))
+        .route("/scoped", get(scoped))
+        .layer(ContextLayer::new(plugins.clone()))
+}
+
+fn plugins() -> Context {
+    let plugins = Context::new();
+    plugins.add(Greeting("Hello".into()));
+    plugins.add(RequestCounter(Default::default()));
+    plugins.adapters().register_infallible(caller);
+    plugins.adapters().register(failing_database);
+    plugins
+}
+
+async fn call(router: Router, uri: &str, caller: Option<&str>) -> (StatusCode, String) {
+    let mut request = Request::get(uri);
+    if let Some(caller) = caller {
+        request = request.header("x-caller", caller);
+    }
+    let response = router
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn component_and_inject_extractors_serve_present_values() {
+    let plugins = plugins();
+    let (status, body) = call(app(&plugins), "/greet", Some("ada")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "Hello, ada");
+}
+
+#[tokio::test]
+async fn missing_component_answers_500_without_details() {
+    let (status, body) = call(app(&plugins()), "/missing", None).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        !body.contains("u128"),
+        "internal types stay in the log: {body}"
+    );
+}
+
+#[tokio::test]
+async fn failing_adapter_answers_500() {
+    let (status, _) = call(app(&plugins()), "/db", None).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[tokio::test]
+async fn router_without_the_layer_answers_500() {
+    let router = Router::new().route("/greet", get(greet));
+    let (status, _) = call(router, "/greet", None).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_contexts_are_isolated_under_concurrent_requests() {
+    let plugins = plugins();
+    let router = app(&plugins);
+    let calls = (0..200).map(|i| {
+        let router = router.clone();
+        tokio::spawn(async move {
+            let name = format!("caller-{i}");
+            let (status, body) = call(router, "/scoped", Some(&name)).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(body, name);
+        })
+    });
+    for call in calls {
+        call.await.unwrap();
+    }
+    assert!(
+        plugins.get::<String>().is_err(),
+        "nothing leaked into the plugin context"
+    );
+    assert!(plugins.get::<Parts>().is_err());
+    let counter = plugins.get::<RequestCounter>().unwrap();
+    assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 200);
+}
