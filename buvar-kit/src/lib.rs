@@ -1,4 +1,45 @@
-//! buvar-kit: components, dependency injection, plugin staging, typed config and logging.
+//! Components, dependency injection, plugin staging, typed config and logging for tokio
+//! services: the core of the buvar starter kit.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use buvar_kit::{BoxError, Cancel, Context, Plugin, Prepare, Stage};
+//!
+//! struct Pool { url: String }
+//! struct Repo { pool: Arc<Pool> }
+//!
+//! // An adapter: its arguments are its dependencies, its return value the component it makes.
+//! async fn repo(pool: Arc<Pool>) -> Result<Repo, BoxError> {
+//!     Ok(Repo { pool })
+//! }
+//!
+//! // A plugin adds components, registers adapters and hands back tasks.
+//! async fn app(cx: Prepare) -> Result<(), BoxError> {
+//!     cx.context().add(Pool { url: "postgres://db".into() });
+//!     cx.adapters().register(repo);
+//!     cx.task("worker", |ctx: Context| async move {
+//!         let repo = ctx.nject::<Repo>().await?;
+//!         ctx.get::<Cancel>()?.cancel();
+//!         Ok::<_, BoxError>(repo.pool.url.clone())
+//!     });
+//!     Ok(())
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let report = Stage::new().load(Plugin::new("app", app)).run().await?;
+//! assert_eq!(report.tasks()[0].value::<String>().unwrap(), "postgres://db");
+//! # Ok::<(), BoxError>(())
+//! # }).unwrap();
+//! ```
+//!
+//! | module | concept |
+//! | --- | --- |
+//! | [`Context`] | the component registry: values by type and name, stacked layers |
+//! | [`di`] | adapters, [`Context::nject`], overrides, validation and the graph |
+//! | [`plugin`] | plugins, the three-phase [`Stage`], [`Cancel`], signals, tasks |
+//! | [`Jobs`] | tracked background jobs |
+//! | [`testing`] | a stage per test, with teardown even on panic |
+//! | [`ContextLayer`], [`extract`] | per-request contexts and axum extractors (feature `axum`) |
 
 mod components;
 pub mod di;
