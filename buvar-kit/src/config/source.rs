@@ -238,8 +238,10 @@ impl ConfigSource {
         let data: Dict = toml::from_str(&text).map_err(|error| {
             ConfigError::parse(format!("config file {}", path.display()), &text, &error)
         })?;
+        // Messages name the file absolutely: a relative path says little in a service's logs.
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         Ok(self.add(Layer {
-            metadata: Metadata::from("file", Source::File(path.to_owned())),
+            metadata: Metadata::from("file", Source::File(path)),
             data,
         }))
     }
