@@ -77,6 +77,10 @@ struct Types {
 }
 buvar_kit::section!(Types, "types", default);
 
+#[allow(
+    clippy::result_large_err,
+    reason = "figment::Jail fixes the closure's error type"
+)]
 fn jail(test: impl FnOnce(&mut Jail)) {
     Jail::expect_with(|jail| {
         test(jail);

@@ -38,6 +38,10 @@ impl Buffer {
 }
 
 /// Runs `f` with a subscriber for `config` writing into a buffer, with `RUST_LOG` as given.
+#[allow(
+    clippy::result_large_err,
+    reason = "figment::Jail fixes the closure's error type"
+)]
 fn capture(config: &LogConfig, rust_log: &str, f: impl FnOnce()) -> Result<Buffer, LogError> {
     let mut result = None;
     Jail::expect_with(|jail| {
