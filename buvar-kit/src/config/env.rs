@@ -1,16 +1,7 @@
 //! Environment overrides: from `APP_HTTP_PORT=8080` to `http.port = 8080`.
 //!
-//! The variable names come from the section's reflected fields (see `schema.rs`): the prefix,
-//! the section path and the field path, joined with `_` and upper-cased. Values are coerced
-//! to the field's type before figment sees them:
-//!
-//! - booleans accept `1/true/yes/on` and `0/false/no/off` in any case;
-//! - numbers are parsed; a value that does not parse stays a string, so the error names
-//!   the expected type and the variable;
-//! - lists accept `a,b,c` (each item coerced to the item type) or TOML array syntax
-//!   `["a", "b"]`; an empty value is an empty list;
-//! - tables and structs set as a whole accept TOML inline-table syntax `{ a = 1 }`;
-//! - an empty value for an `Option` field that is not a string leaves the field alone.
+//! The rules are documented on the `config` module; values are coerced here, before figment
+//! sees them, so a bad value still fails with figment's typed error and the variable's name.
 
 use std::collections::BTreeMap;
 use std::fmt;

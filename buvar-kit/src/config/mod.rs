@@ -24,9 +24,33 @@
 //! # Ok::<(), buvar_kit::config::ConfigError>(())
 //! ```
 //!
-//! Environment overrides (prefix `APP`): `APP_DB_POOL_SIZE=20` sets `db.pool_size`; the
-//! name follows the struct's fields, so underscores inside names work. See
-//! [`ConfigSource`] for the rules on values and [`env_help`] for listing the variables.
+//! # Environment variables
+//!
+//! With [`ConfigSource::env_prefix`]`("APP")`, every field of every section can be set from
+//! the environment: the prefix, the section path and the field path joined with `_` and
+//! upper-cased. `APP_DB_POOL_SIZE` sets `db.pool_size`, `APP_LOG_LEVEL` sets `log.level`
+//! (or the root field `log_level` of a root section), `APP_BAR_FOO_BAZ` sets the nested
+//! `bar.foo.baz`. The names are derived from the struct's fields (by reflecting over its serde
+//! implementation), so underscores inside names and `#[serde(rename)]` work. Variables
+//! override every layer. Values are coerced to the field's type:
+//!
+//! - booleans accept `1/true/yes/on` and `0/false/no/off` in any case;
+//! - numbers are parsed; a value that does not parse fails with the key, the expected type
+//!   and the variable's name;
+//! - lists accept `a,b,c` (each item coerced to the item type) or TOML array syntax
+//!   `["a", "b"]`; an empty value is an empty list;
+//! - tables and structs set as a whole accept TOML inline-table syntax `{ a = 1 }`;
+//! - enums take the variant name as serde spells it;
+//! - an empty value for an `Option` field that is not a string leaves the field unset.
+//!
+//! `<PREFIX>_PLUGINS=a,b` overrides the root `plugins` list. Variables with the prefix that
+//! set nothing are listed by [`ConfigSource::env_warnings`], with the closest real name;
+//! [`env_help`] lists every variable a section reads.
+//!
+//! Section types must be reflectable: plain derived structs, enums, options, lists and maps
+//! are; types whose `Deserialize` needs `deserialize_any` (untagged enums, `serde_json::Value`,
+//! `#[serde(flatten)]`) are not. Such a section still loads from files; only a variable that
+//! targets it is an error, so it is never silently ignored.
 
 mod env;
 mod error;

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde_reflection::{ContainerFormat, Format, Registry, Samples, Tracer, TracerConfig};
+use serde_reflection::{
+    ContainerFormat, Format, Registry, Samples, Tracer, TracerConfig, VariantFormat,
+};
 
 use super::Section;
 use super::secret::is_secret_name;
@@ -212,6 +214,8 @@ impl Walker<'_> {
     fn leaf(&mut self, format: &Format, path: &[String], optional: bool, secret: bool) -> Node {
         let kind = self.kind(format);
         if kind != Kind::Unit {
+            // A list or table holding secrets is redacted as a whole.
+            let secret = secret || self.holds_secret(format, &mut Vec::new());
             self.leaves.push(Leaf {
                 path: path.to_vec(),
                 kind,
@@ -220,6 +224,44 @@ impl Walker<'_> {
             });
         }
         Node::Any
+    }
+
+    fn holds_secret(&self, format: &Format, seen: &mut Vec<String>) -> bool {
+        match format {
+            Format::Option(inner) | Format::Seq(inner) => self.holds_secret(inner, seen),
+            Format::TupleArray { content, .. } => self.holds_secret(content, seen),
+            Format::Map { key, value } => {
+                self.holds_secret(key, seen) || self.holds_secret(value, seen)
+            }
+            Format::Tuple(items) => items.iter().any(|item| self.holds_secret(item, seen)),
+            Format::TypeName(name) if is_secret_name(name) => true,
+            Format::TypeName(name) if !seen.contains(name) => {
+                seen.push(name.clone());
+                match self.registry.get(name) {
+                    Some(ContainerFormat::NewTypeStruct(inner)) => self.holds_secret(inner, seen),
+                    Some(ContainerFormat::TupleStruct(items)) => {
+                        items.iter().any(|item| self.holds_secret(item, seen))
+                    }
+                    Some(ContainerFormat::Struct(fields)) => fields
+                        .iter()
+                        .any(|field| self.holds_secret(&field.value, seen)),
+                    Some(ContainerFormat::Enum(variants)) => {
+                        variants.values().any(|variant| match &variant.value {
+                            VariantFormat::NewType(inner) => self.holds_secret(inner, seen),
+                            VariantFormat::Tuple(items) => {
+                                items.iter().any(|item| self.holds_secret(item, seen))
+                            }
+                            VariantFormat::Struct(fields) => fields
+                                .iter()
+                                .any(|field| self.holds_secret(&field.value, seen)),
+                            VariantFormat::Unit | VariantFormat::Variable(_) => false,
+                        })
+                    }
+                    Some(ContainerFormat::UnitStruct) | None => false,
+                }
+            }
+            _ => false,
+        }
     }
 
     fn kind(&self, format: &Format) -> Kind {
@@ -289,6 +331,7 @@ mod tests {
         pin: Secret<u32>,
         #[serde(rename = "renamed-key")]
         renamed: f64,
+        keys: Vec<Secret<String>>,
     }
     crate::section!(Sample, "my.sample");
 
@@ -312,6 +355,7 @@ mod tests {
                 "my.sample.token",
                 "my.sample.pin",
                 "my.sample.renamed-key",
+                "my.sample.keys",
             ]
         );
         assert_eq!(schema.env_stem("APP"), "APP_MY_SAMPLE");
@@ -334,6 +378,11 @@ mod tests {
             "secret string"
         );
         assert_eq!(leaf(&schema, "my.sample.pin").type_label(), "secret u32");
+        assert_eq!(
+            leaf(&schema, "my.sample.keys").type_label(),
+            "secret list of string"
+        );
+        assert!(!leaf(&schema, "my.sample.names").secret);
         assert_eq!(
             leaf(&schema, "my.sample.renamed-key").env_name("APP"),
             "APP_MY_SAMPLE_RENAMED_KEY"

@@ -627,3 +627,44 @@ fn collect_unknown(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(keys: &[&str]) -> Vec<String> {
+        keys.iter().map(|key| (*key).to_owned()).collect()
+    }
+
+    #[test]
+    fn nest_wraps_a_value_in_tables_along_the_path() {
+        let dict = nest(&path(&["a", "b"]), Value::from(1));
+        assert_eq!(
+            Value::from(dict).find_ref("a.b").and_then(Value::to_i128),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn redact_replaces_only_the_value_at_the_path() {
+        let mut value = Value::from(nest(&path(&["db", "password"]), Value::from("hunter2")));
+        redact(&mut value, &path(&["db", "password"]));
+        redact(&mut value, &path(&["db", "absent", "deeper"]));
+        assert_eq!(
+            value.find_ref("db.password").and_then(Value::as_str),
+            Some(REDACTED)
+        );
+        assert!(value.find_ref("db.absent").is_none());
+    }
+
+    #[test]
+    fn strip_empty_drops_none_values_at_any_depth() {
+        let mut inner = Dict::new();
+        inner.insert("gone".to_owned(), Value::serialize(None::<u8>).unwrap());
+        inner.insert("kept".to_owned(), Value::from(1));
+        let mut value = Value::from(nest(&path(&["a"]), Value::from(inner)));
+        strip_empty(&mut value);
+        assert!(value.find_ref("a.gone").is_none());
+        assert!(value.find_ref("a.kept").is_some());
+    }
+}
