@@ -14,7 +14,8 @@ use http::StatusCode;
 use http::request::Parts;
 
 use crate::Context;
-pub use crate::di::Component;
+use crate::config::Section;
+pub use crate::di::{Component, Config};
 
 /// Why an extractor could not produce its value.
 #[derive(Debug, thiserror::Error)]
@@ -31,14 +32,9 @@ pub enum ExtractRejection {
     /// Dependency injection failed.
     #[error(transparent)]
     Inject(#[from] crate::ResolveError),
-    /// A config section failed to load.
-    #[error("config section for `{type_name}` failed to load: {message}")]
-    Config {
-        /// The section type.
-        type_name: &'static str,
-        /// What went wrong.
-        message: String,
-    },
+    /// A config section is not available.
+    #[error(transparent)]
+    Config(#[from] crate::di::ConfigLookupError),
 }
 
 impl IntoResponse for ExtractRejection {
@@ -120,5 +116,13 @@ impl<S: Send + Sync, T: Send + Sync + 'static> FromRequestParts<S> for Inject<T>
             context.add(parts.clone());
         }
         Ok(Inject(context.nject::<T>().await?))
+    }
+}
+
+impl<S: Send + Sync, T: Section> FromRequestParts<S> for Config<T> {
+    type Rejection = ExtractRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Config::from_context(&request_context(parts)?)?)
     }
 }

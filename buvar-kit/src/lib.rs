@@ -37,22 +37,27 @@
 //! | [`Context`] | the component registry: values by type and name, stacked layers |
 //! | [`di`] | adapters, [`Context::nject`], overrides, validation and the graph |
 //! | [`plugin`] | plugins, the three-phase [`Stage`], [`Cancel`], signals, tasks |
+//! | [`config`] | layered TOML config, typed sections, environment overrides, secrets |
+//! | [`log`] | one-call tracing set-up: JSON lines or pretty, with the process id |
 //! | [`Jobs`] | tracked background jobs |
 //! | [`testing`] | a stage per test, with teardown even on panic |
 //! | [`ContextLayer`], [`extract`] | per-request contexts and axum extractors (feature `axum`) |
 
 mod components;
+pub mod config;
 pub mod di;
 #[cfg(feature = "axum")]
 pub mod extract;
 mod jobs;
 #[cfg(feature = "axum")]
 mod layer;
+pub mod log;
 pub mod plugin;
 pub mod testing;
 
 pub use components::{ComponentError, Context};
-pub use di::{Component, Named, Overrides, ResolveError};
+pub use config::{ConfigSource, Secret, Section};
+pub use di::{Component, Config, Named, Overrides, ResolveError};
 #[cfg(feature = "axum")]
 pub use extract::Inject;
 pub use jobs::Jobs;

@@ -135,3 +135,47 @@ async fn request_contexts_are_isolated_under_concurrent_requests() {
     let counter = plugins.get::<RequestCounter>().unwrap();
     assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 200);
 }
+
+#[derive(serde::Deserialize)]
+struct Limits {
+    max_items: u32,
+}
+buvar_kit::section!(Limits, "limits");
+
+async fn limits(buvar_kit::Config(limits): buvar_kit::Config<Limits>) -> String {
+    limits.max_items.to_string()
+}
+
+#[tokio::test]
+async fn config_extractor_reads_a_typed_section() {
+    let plugins = Context::new();
+    plugins.add(
+        buvar_kit::ConfigSource::new()
+            .toml("[limits]\nmax_items = 12")
+            .unwrap(),
+    );
+    let router = Router::new()
+        .route("/limits", get(limits))
+        .layer(ContextLayer::new(plugins));
+    assert_eq!(
+        call(router, "/limits", None).await,
+        (StatusCode::OK, "12".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn config_extractor_with_a_bad_section_answers_500() {
+    let plugins = Context::new();
+    plugins.add(
+        buvar_kit::ConfigSource::new()
+            .toml("[limits]\nmax_items = \"many\"")
+            .unwrap(),
+    );
+    let router = Router::new()
+        .route("/limits", get(limits))
+        .layer(ContextLayer::new(plugins));
+    assert_eq!(
+        call(router, "/limits", None).await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+}

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::{Requirement, ResolveError, Resolver};
 use crate::Context;
+use crate::config::{ConfigError, ConfigSource, Section};
 
 /// A value an adapter can take as an argument: resolved from the context, the call's overrides
 /// or other adapters.
@@ -196,6 +197,96 @@ impl<T: ?Sized + Send + Sync + 'static> Dependency for Component<T> {
     fn requirement() -> Option<Requirement> {
         let mut requirement = Requirement::of::<T>();
         requirement.context_only = true;
+        Some(requirement)
+    }
+}
+
+/// A typed config section as a dependency (and, with the `axum` feature, as an extractor):
+/// loaded once from the [`ConfigSource`](crate::ConfigSource) in the context, then shared.
+///
+/// ```
+/// use buvar_kit::{Config, ConfigSource, Context};
+///
+/// #[derive(serde::Deserialize)]
+/// struct GreeterConfig { greeting: String }
+/// buvar_kit::section!(GreeterConfig, "greeter");
+///
+/// struct Greeter(String);
+/// fn greeter(config: Config<GreeterConfig>) -> Greeter {
+///     Greeter(config.greeting.clone())
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let ctx = Context::new();
+/// ctx.add(ConfigSource::new().toml("[greeter]\ngreeting = \"Hello\"")?);
+/// ctx.adapters().register_infallible(greeter);
+/// assert_eq!(ctx.nject::<Greeter>().await?.0, "Hello");
+/// # Ok::<(), buvar_kit::BoxError>(())
+/// # }).unwrap();
+/// ```
+pub struct Config<T>(pub Arc<T>);
+
+impl<T> Deref for Config<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> Clone for Config<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Config<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Config").field(&self.0).finish()
+    }
+}
+
+impl<T: Section> Config<T> {
+    /// Loads the section from the config source in `context`.
+    pub(crate) fn from_context(context: &Context) -> Result<Self, ConfigLookupError> {
+        let source = context
+            .try_get::<ConfigSource>()
+            .ok_or(ConfigLookupError::NoSource)?;
+        Ok(Self(source.section::<T>()?))
+    }
+
+    fn check(context: &Context) -> Result<(), String> {
+        Self::from_context(context)
+            .map(drop)
+            .map_err(|err| err.to_string())
+    }
+}
+
+/// Why a [`Config`] section is not available.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigLookupError {
+    /// The context holds no [`ConfigSource`].
+    #[error(
+        "no `ConfigSource` in the context; add one (`Stage::config`) before resolving config sections"
+    )]
+    NoSource,
+    /// The section failed to load.
+    #[error(transparent)]
+    Load(#[from] ConfigError),
+}
+
+impl<T: Section> Dependency for Config<T> {
+    async fn resolve(resolver: &Resolver) -> Result<Self, ResolveError> {
+        Self::from_context(resolver.context()).map_err(|err| match err {
+            ConfigLookupError::NoSource => resolver.missing::<ConfigSource>(None),
+            ConfigLookupError::Load(err) => resolver.config_failed::<T>(err),
+        })
+    }
+
+    fn requirement() -> Option<Requirement> {
+        let mut requirement = Requirement::of::<ConfigSource>();
+        requirement.context_only = true;
+        requirement.check = Some(Self::check);
         Some(requirement)
     }
 }

@@ -1,6 +1,7 @@
 use std::fmt;
 
 use crate::BoxError;
+use crate::config::ConfigError;
 
 /// Why a dependency could not be resolved, with the chain of types that led there.
 ///
@@ -21,6 +22,9 @@ enum Kind {
     Adapter {
         adapter: &'static str,
         source: BoxError,
+    },
+    Config {
+        source: ConfigError,
     },
 }
 
@@ -50,6 +54,18 @@ impl ResolveError {
             chain,
             kind: Kind::Adapter { adapter, source },
         }
+    }
+
+    pub(crate) fn config(chain: Vec<&'static str>, source: ConfigError) -> Self {
+        Self {
+            chain,
+            kind: Kind::Config { source },
+        }
+    }
+
+    /// A config section failed to load (see [`std::error::Error::source`]).
+    pub fn is_config(&self) -> bool {
+        matches!(self.kind, Kind::Config { .. })
     }
 
     /// Nothing provides a type somewhere down the chain: no component, no override, no adapter.
@@ -111,6 +127,9 @@ impl fmt::Display for ResolveError {
                         ": adapter `{}` failed: {source}",
                         short_type_name(adapter)
                     ),
+                    Kind::Config { source } => {
+                        write!(f, ": config section `{failing}` failed to load: {source}")
+                    }
                     Kind::Cycle => Ok(()),
                 }
             }
@@ -122,6 +141,7 @@ impl std::error::Error for ResolveError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.kind {
             Kind::Adapter { source, .. } => Some(&**source),
+            Kind::Config { source } => Some(source),
             _ => None,
         }
     }

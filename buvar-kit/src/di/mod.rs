@@ -51,7 +51,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::OnceCell;
 
 pub use adapter::{AdapterFn, Fallible, Infallible, ReturnsFuture, ReturnsValue};
-pub use dependency::{Component, Dependency, Name, Named};
+pub use dependency::{Component, Config, ConfigLookupError, Dependency, Name, Named};
 pub use error::ResolveError;
 pub use graph::{Graph, ValidationError};
 
@@ -341,6 +341,13 @@ impl Resolver {
     /// An error saying the adapter `adapter` (making the last type of the chain) failed.
     pub(crate) fn adapter_failed(&self, adapter: &'static str, source: BoxError) -> ResolveError {
         ResolveError::adapter(self.chain_names(), adapter, source)
+    }
+
+    /// An error saying the config section `T` failed to load.
+    pub(crate) fn config_failed<T>(&self, source: crate::config::ConfigError) -> ResolveError {
+        let mut chain = self.chain_names();
+        chain.push(std::any::type_name::<T>());
+        ResolveError::config(chain, source)
     }
 
     /// Resolves `T` (named `name`): overrides, then the context, then adapters.

@@ -316,3 +316,64 @@ fn graph_exports_as_mermaid_and_dot() {
     let dot = graph.to_dot();
     assert!(dot.contains("\"Repo\" -> \"Pool\""), "{dot}");
 }
+
+#[derive(Debug, serde::Deserialize)]
+struct GreeterConfig {
+    greeting: String,
+}
+crate::section!(GreeterConfig, "greeter");
+
+#[derive(Debug)]
+struct Greeter(String);
+
+fn greeter(config: Config<GreeterConfig>) -> Greeter {
+    Greeter(config.greeting.clone())
+}
+
+#[tokio::test]
+async fn config_sections_are_dependencies_loaded_once() {
+    let ctx = Context::new();
+    let source = crate::ConfigSource::new()
+        .toml("[greeter]\ngreeting = \"Hi\"")
+        .unwrap();
+    ctx.add(source.clone());
+    ctx.adapters().register_infallible(greeter);
+    assert_eq!(ctx.nject::<Greeter>().await.unwrap().0, "Hi");
+    let first = ctx.resolve::<Config<GreeterConfig>>().await.unwrap();
+    let second = ctx.resolve::<Config<GreeterConfig>>().await.unwrap();
+    assert!(Arc::ptr_eq(&first.0, &second.0));
+    assert!(ctx.adapters().validate(&ctx).is_ok());
+}
+
+#[tokio::test]
+async fn a_bad_config_section_fails_resolution_and_validation_naming_the_key() {
+    let ctx = Context::new();
+    ctx.add(
+        crate::ConfigSource::new()
+            .toml("[greeter]\ngreeting = 5")
+            .unwrap(),
+    );
+    ctx.adapters().register_infallible(greeter);
+    let err = ctx.nject::<Greeter>().await.unwrap_err();
+    assert!(err.is_config());
+    let message = err.to_string();
+    assert!(
+        message.starts_with("`Greeter` needs `GreeterConfig`: config section"),
+        "{message}"
+    );
+    assert!(message.contains("greeter.greeting"), "{message}");
+    let problems = ctx.adapters().validate(&ctx).unwrap_err();
+    assert!(
+        problems.problems()[0].contains("greeter.greeting"),
+        "{problems}"
+    );
+}
+
+#[tokio::test]
+async fn config_dependency_without_a_source_is_missing() {
+    let ctx = Context::new();
+    ctx.adapters().register_infallible(greeter);
+    let err = ctx.nject::<Greeter>().await.unwrap_err();
+    assert!(err.is_missing());
+    assert!(err.to_string().contains("`ConfigSource`"), "{err}");
+}

@@ -18,6 +18,9 @@ pub enum PluginError {
         /// The plugin names, from the first load to the repeated one.
         cycle: Vec<String>,
     },
+    /// The config's `plugins` list could not be read.
+    #[error("cannot read the plugins to load from the config: {0}")]
+    Config(#[from] crate::config::ConfigError),
     /// No plugin of that name is known to the stage.
     #[error("unknown plugin `{name}`; known plugins: {}", if .known.is_empty() { "none (register them with `Stage::register`)".to_owned() } else { .known.join(", ") })]
     Unknown {

@@ -9,13 +9,15 @@ use tokio::time::Instant;
 
 use super::signal::ForceStop;
 use super::task::{TaskOutcome, TaskState};
-use super::{Cancel, Plugin, Prepare, Shared, Signals, StageError, lock};
+use super::{Cancel, Plugin, PluginError, Prepare, Shared, Signals, StageError, lock};
+use crate::config::ConfigSource;
 use crate::jobs::Jobs;
 use crate::{BoxError, Context};
 
 /// Stages plugins: prepare, run tasks, tear down. See the [module docs](crate::plugin).
 pub struct Stage {
     context: Context,
+    config: Option<ConfigSource>,
     catalogue: Vec<Plugin>,
     loads: Vec<Load>,
     cancel_timeout: Duration,
@@ -53,11 +55,19 @@ impl Stage {
     pub fn with_context(context: Context) -> Self {
         Self {
             context,
+            config: None,
             catalogue: Vec::new(),
             loads: Vec::new(),
             cancel_timeout: Duration::from_secs(60),
             signals: Signals::default(),
         }
+    }
+
+    /// Adds `source` to the plugin context; the plugins named by its root `plugins` list are
+    /// loaded after those given to [`Stage::load`] and [`Stage::load_named`].
+    pub fn config(mut self, source: ConfigSource) -> Self {
+        self.config = Some(source);
+        self
     }
 
     /// Makes `plugin` loadable by name (by [`Stage::load_named`], [`Prepare::load_named`] or
@@ -99,6 +109,19 @@ impl Stage {
         let cancel = Cancel::new();
         context.add(cancel.clone());
         context.add(ForceStop::default());
+        let mut loads = self.loads;
+        if let Some(source) = self.config {
+            match source.plugins() {
+                Ok(names) => loads.extend(names.into_iter().map(Load::Named)),
+                Err(err) => {
+                    return Err(StageError::Prepare {
+                        source: PluginError::Config(err),
+                        teardown_failures: Vec::new(),
+                    });
+                }
+            }
+            context.add(source);
+        }
         if !context.contains::<Jobs>(None) {
             context.add(Jobs::new());
         }
@@ -124,7 +147,7 @@ impl Stage {
             cancel_timeout: self.cancel_timeout,
             signals: self.signals,
         };
-        for load in self.loads {
+        for load in loads {
             let loaded = match load {
                 Load::Plugin(plugin) => prepared.root.load(plugin).await,
                 Load::Named(name) => prepared.root.load_named(&name).await,

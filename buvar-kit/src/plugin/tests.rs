@@ -355,3 +355,40 @@ async fn prepared_stage_exposes_context_and_loads_more_plugins() {
     assert_eq!(*prepared.context().get::<String>().unwrap(), "late");
     assert!(prepared.teardown().await.is_empty());
 }
+
+#[tokio::test]
+async fn plugins_named_in_the_config_are_loaded() {
+    let loaded = Log::default();
+    let plugin = |name: &'static str| {
+        let loaded = loaded.clone();
+        Plugin::new(name, move |_cx: Prepare| {
+            let loaded = loaded.clone();
+            async move {
+                record(&loaded, name);
+                Ok::<_, BoxError>(())
+            }
+        })
+    };
+    let source = crate::ConfigSource::new()
+        .toml("plugins = [\"metrics\", \"app\"]")
+        .unwrap();
+    let prepared = quiet()
+        .config(source)
+        .register(plugin("app"))
+        .register(plugin("metrics"))
+        .register(plugin("unused"))
+        .prepare()
+        .await
+        .unwrap();
+    assert_eq!(entries(&loaded), ["metrics", "app"]);
+    assert!(prepared.context().get::<crate::ConfigSource>().is_ok());
+
+    let source = crate::ConfigSource::new()
+        .toml("plugins = [\"nope\"]")
+        .unwrap();
+    let err = quiet().config(source).run().await.unwrap_err();
+    assert!(
+        err.to_string().starts_with("unknown plugin `nope`"),
+        "{err}"
+    );
+}

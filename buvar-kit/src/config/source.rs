@@ -1,0 +1,670 @@
+//! The config source: layers merged by figment, typed sections cached per type.
+
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider, Source};
+use serde::Serialize;
+
+use super::Section;
+use super::env::{self, EnvSnapshot, EnvWarning};
+use super::error::{ConfigError, origin};
+use super::schema::{Node, Schema, section_path};
+use super::secret::{REDACTED, exposing};
+
+/// One parsed config layer with the metadata that names where it came from.
+#[derive(Clone, Debug)]
+pub(crate) struct Layer {
+    metadata: Metadata,
+    data: Dict,
+}
+
+impl Layer {
+    /// A layer that sets `value` at `path`, from environment variable `var`.
+    pub(crate) fn env(var: &str, path: &[String], value: Value) -> Self {
+        Self {
+            metadata: Metadata::named(format!("environment variable {var}")),
+            data: nest(path, value),
+        }
+    }
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        self.metadata.clone()
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.data.clone()))
+    }
+}
+
+/// `["a", "b"]`, `v` -> `{ a = { b = v } }`; an empty path keeps a table as it is.
+fn nest(path: &[String], value: Value) -> Dict {
+    let mut value = value;
+    for key in path.iter().rev() {
+        let mut dict = Dict::new();
+        dict.insert(key.clone(), value);
+        value = Value::from(dict);
+    }
+    value.into_dict().unwrap_or_default()
+}
+
+/// Serialises in-code defaults into a config table; [`Secret`](super::Secret) values keep
+/// their real value here. Used by [`ConfigSource::defaults`] and by `section!(T, "name", default)`.
+///
+/// ```
+/// #[derive(serde::Serialize)]
+/// struct Http { port: u16 }
+///
+/// let table = buvar_kit::config::serialize_defaults(&Http { port: 8080 }).unwrap();
+/// assert_eq!(table["port"].to_u128(), Some(8080));
+/// ```
+pub fn serialize_defaults<T: Serialize>(value: &T) -> Result<Dict, ConfigError> {
+    let type_name = std::any::type_name::<T>();
+    let value = exposing(|| Value::serialize(value).map_err(|error| error.to_string()))
+        .map_err(|message| ConfigError::defaults(type_name, message))?;
+    match value {
+        Value::Dict(_, dict) => Ok(dict),
+        other => Err(ConfigError::defaults(
+            type_name,
+            format!(
+                "it serialises to {}, not to a table of keys",
+                other.to_actual()
+            ),
+        )),
+    }
+}
+
+/// A section type this source has seen: its shape and its in-code defaults.
+#[derive(Debug)]
+struct Known {
+    schema: Schema,
+    defaults: Option<Layer>,
+}
+
+type Cache = HashMap<TypeId, Arc<dyn Any + Send + Sync>>;
+
+struct Inner {
+    figment: Figment,
+    prefix: Option<String>,
+    deny_unknown_keys: bool,
+    /// Variables with the prefix that name config files rather than fields.
+    file_vars: Vec<String>,
+    /// Loaded sections; read without a lock on the request path.
+    cache: ArcSwap<Cache>,
+    /// Section types seen so far, for env warnings, the dump and unknown keys.
+    known: Mutex<BTreeMap<TypeId, Arc<Known>>>,
+}
+
+/// The single source of truth for configuration: layers merged deeply, later over earlier,
+/// read as typed [`Section`]s with environment overrides applied.
+///
+/// Cheap to clone (an `Arc` inside). Building methods consume and return the source; a source
+/// does not change once built, so sections are loaded once and cached.
+///
+/// ```
+/// use buvar_kit::config::{ConfigSource, Section};
+/// use serde::Deserialize;
+///
+/// #[derive(Debug, Deserialize)]
+/// struct Http {
+///     host: String,
+///     port: u16,
+/// }
+/// buvar_kit::section!(Http, "http");
+///
+/// let source = ConfigSource::new()
+///     .env_prefix("DOCTEST_SOURCE")
+///     .toml("[http]\nhost = \"0.0.0.0\"\nport = 80")?
+///     .toml("[http]\nport = 8080")?;
+/// let http = source.section::<Http>()?;
+/// assert_eq!((http.host.as_str(), http.port), ("0.0.0.0", 8080));
+/// # Ok::<(), buvar_kit::config::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct ConfigSource {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let layers: Vec<String> = self
+            .inner
+            .figment
+            .metadata()
+            .map(|metadata| metadata.name.to_string())
+            .collect();
+        f.debug_struct("ConfigSource")
+            .field("layers", &layers)
+            .field("env_prefix", &self.inner.prefix)
+            .field("deny_unknown_keys", &self.inner.deny_unknown_keys)
+            .field("cached_sections", &self.inner.cache.load().len())
+            .finish()
+    }
+}
+
+impl Default for ConfigSource {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ConfigSource {
+    /// An empty source without environment overrides.
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                figment: Figment::new(),
+                prefix: None,
+                deny_unknown_keys: false,
+                file_vars: Vec::new(),
+                cache: ArcSwap::default(),
+                known: Mutex::default(),
+            }),
+        }
+    }
+
+    /// A new source from this one's settings, with an empty cache: any change to the layers
+    /// or settings can change every section.
+    fn rebuild(self, change: impl FnOnce(&mut Figment, &mut Inner)) -> Self {
+        let known = self.known().clone();
+        let mut inner = Inner {
+            figment: Figment::new(),
+            prefix: self.inner.prefix.clone(),
+            deny_unknown_keys: self.inner.deny_unknown_keys,
+            file_vars: self.inner.file_vars.clone(),
+            cache: ArcSwap::default(),
+            known: Mutex::new(known),
+        };
+        let mut figment = self.inner.figment.clone();
+        change(&mut figment, &mut inner);
+        inner.figment = figment;
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, BTreeMap<TypeId, Arc<Known>>> {
+        // A panic while holding this lock leaves the map intact: entries are only inserted whole.
+        self.inner
+            .known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn add(self, layer: Layer) -> Self {
+        self.rebuild(|figment, _| *figment = std::mem::take(figment).merge(layer))
+    }
+
+    /// Reads environment overrides from variables starting with `prefix` and `_`: with
+    /// `"APP"`, `APP_HTTP_PORT` sets `http.port`.
+    pub fn env_prefix(self, prefix: &str) -> Self {
+        let prefix = prefix.trim_end_matches('_').to_owned();
+        self.rebuild(|_, inner| inner.prefix = Some(prefix))
+    }
+
+    /// Whether keys that match no field of their section fail loading (default: they are
+    /// logged as warnings and listed by [`unknown_keys`](Self::unknown_keys)).
+    pub fn deny_unknown_keys(self, deny: bool) -> Self {
+        self.rebuild(|_, inner| inner.deny_unknown_keys = deny)
+    }
+
+    /// Adds a TOML file as a layer. A missing or unreadable file is an error, never an empty
+    /// layer.
+    pub fn file(self, path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        self.file_named_by(path.as_ref(), None)
+    }
+
+    /// Adds the TOML file named by environment variable `var`, if it is set; a set variable
+    /// naming a missing file is an error that names both.
+    pub fn file_from_env(self, var: &str) -> Result<Self, ConfigError> {
+        let path = std::env::var_os(var);
+        let this = self.rebuild(|_, inner| inner.file_vars.push(var.to_owned()));
+        match path {
+            Some(path) => this.file_named_by(Path::new(&path), Some(var)),
+            None => Ok(this),
+        }
+    }
+
+    fn file_named_by(self, path: &Path, var: Option<&str>) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| ConfigError::missing_file(path, var, error))?;
+        let data: Dict = toml::from_str(&text).map_err(|error| {
+            ConfigError::parse(format!("config file {}", path.display()), &text, &error)
+        })?;
+        // Messages name the file absolutely: a relative path says little in a service's logs.
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        Ok(self.add(Layer {
+            metadata: Metadata::from("file", Source::File(path)),
+            data,
+        }))
+    }
+
+    /// Adds TOML text as a layer; a syntax error is reported with its line.
+    pub fn toml(self, text: &str) -> Result<Self, ConfigError> {
+        let data: Dict = toml::from_str(text)
+            .map_err(|error| ConfigError::parse("TOML text".to_owned(), text, &error))?;
+        Ok(self.add(Layer {
+            metadata: Metadata::named("TOML text"),
+            data,
+        }))
+    }
+
+    /// Adds in-code defaults as a layer; `value` must serialise to a table (a struct or map).
+    pub fn defaults<T: Serialize>(self, value: &T) -> Result<Self, ConfigError> {
+        let data = serialize_defaults(value)?;
+        let name = format!("defaults of {}", std::any::type_name::<T>());
+        Ok(self.add(Layer {
+            metadata: Metadata::named(name),
+            data,
+        }))
+    }
+
+    /// Adds any figment provider as a layer: maps (`figment::providers::Serialized`), other
+    /// formats, ...
+    pub fn merge(self, provider: impl Provider) -> Self {
+        self.rebuild(|figment, _| *figment = std::mem::take(figment).merge(provider))
+    }
+
+    /// The section `T`, loaded on first use and cached; later calls take no lock.
+    pub fn section<T: Section>(&self) -> Result<Arc<T>, ConfigError> {
+        if let Some(section) = self.cached::<T>() {
+            return Ok(section);
+        }
+        let loaded = Arc::new(self.load::<T>()?);
+        let erased: Arc<dyn Any + Send + Sync> = loaded.clone();
+        self.inner.cache.rcu(|cache| {
+            let mut cache = Cache::clone(cache);
+            cache
+                .entry(TypeId::of::<T>())
+                .or_insert_with(|| erased.clone());
+            cache
+        });
+        // Another thread may have won the race: hand out the value that is cached.
+        Ok(self.cached::<T>().unwrap_or(loaded))
+    }
+
+    fn cached<T: Section>(&self) -> Option<Arc<T>> {
+        let cache = self.inner.cache.load();
+        cache
+            .get(&TypeId::of::<T>())
+            .and_then(|section| section.clone().downcast::<T>().ok())
+    }
+
+    /// Makes `T` known without loading it, so [`env_warnings`](Self::env_warnings),
+    /// [`unknown_keys`](Self::unknown_keys) and [`dump`](Self::dump) cover it.
+    pub fn register<T: Section>(&self) -> Result<(), ConfigError> {
+        self.known_section::<T>().map(drop)
+    }
+
+    fn known_section<T: Section>(&self) -> Result<Arc<Known>, ConfigError> {
+        if let Some(known) = self.known().get(&TypeId::of::<T>()) {
+            return Ok(known.clone());
+        }
+        let schema = Schema::of::<T>();
+        let defaults = T::defaults()?.map(|dict| Layer {
+            metadata: Metadata::named(format!("defaults of {}", schema.type_name)),
+            data: nest(&section_path(T::SECTION), Value::from(dict)),
+        });
+        let known = Arc::new(Known { schema, defaults });
+        self.known()
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| known.clone());
+        Ok(known)
+    }
+
+    /// Loads `T` afresh, bypassing the cache (re-reads environment variables).
+    pub fn load<T: Section>(&self) -> Result<T, ConfigError> {
+        let known = self.known_section::<T>()?;
+        let schema = &known.schema;
+        let figment = self.figment_for(std::slice::from_ref(&known))?;
+        let path = section_path(T::SECTION);
+        let focused = if path.is_empty() {
+            figment.clone()
+        } else {
+            match figment.find_value(T::SECTION) {
+                Ok(Value::Dict(..)) | Err(_) => figment.focus(T::SECTION),
+                Ok(other) => {
+                    return Err(ConfigError::not_a_table(
+                        T::SECTION.to_owned(),
+                        other.to_actual().to_string(),
+                        self.origin_of(&figment, &other, &path),
+                    ));
+                }
+            }
+        };
+        let prefix = self.inner.prefix.clone();
+        let env_hint = |key: &str| {
+            let prefix = prefix.as_deref()?;
+            schema
+                .leaves
+                .iter()
+                .find(|leaf| leaf.key() == key)
+                .map(|leaf| leaf.env_name(prefix))
+        };
+        let section = focused
+            .extract::<T>()
+            .map_err(|error| ConfigError::values(error, &path, &env_hint))?;
+        let unknown = unknown_keys(&figment, schema);
+        if !unknown.is_empty() {
+            if self.inner.deny_unknown_keys {
+                return Err(ConfigError::unknown_keys(unknown));
+            }
+            for key in &unknown {
+                tracing::warn!(key = %key.key, origin = %key.origin, "{key}");
+            }
+        }
+        Ok(section)
+    }
+
+    /// The layers plus the in-code defaults and environment overrides of `sections`.
+    fn figment_for(&self, sections: &[Arc<Known>]) -> Result<Figment, ConfigError> {
+        let mut figment = self.inner.figment.clone();
+        for known in sections {
+            if let Some(defaults) = &known.defaults {
+                figment = figment.join(defaults.clone());
+            }
+        }
+        if let Some(prefix) = &self.inner.prefix {
+            let env = EnvSnapshot::read(prefix);
+            for known in sections {
+                for layer in env::overrides(&known.schema, prefix, &env)? {
+                    figment = figment.merge(layer);
+                }
+            }
+        }
+        Ok(figment)
+    }
+
+    fn origin_of(&self, figment: &Figment, value: &Value, path: &[String]) -> String {
+        figment.get_metadata(value.tag()).map_or_else(
+            || "an unnamed layer".to_owned(),
+            |metadata| origin(metadata, path),
+        )
+    }
+
+    /// The root `plugins = ["a", "b"]` list (empty when absent). `<PREFIX>_PLUGINS=a,b`
+    /// overrides it.
+    ///
+    /// ```
+    /// use buvar_kit::config::ConfigSource;
+    ///
+    /// let source = ConfigSource::new().toml(r#"plugins = ["app", "metrics"]"#)?;
+    /// assert_eq!(source.plugins()?, ["app", "metrics"]);
+    /// assert!(ConfigSource::new().plugins()?.is_empty());
+    /// assert!(ConfigSource::new().toml("plugins = 3")?.plugins().unwrap_err().is_invalid_value());
+    /// # Ok::<(), buvar_kit::config::ConfigError>(())
+    /// ```
+    pub fn plugins(&self) -> Result<Vec<String>, ConfigError> {
+        let mut figment = self.inner.figment.clone();
+        if let Some(prefix) = &self.inner.prefix {
+            let leaf = plugins_leaf();
+            let var = leaf.env_name(prefix);
+            if let Some(raw) = EnvSnapshot::read(prefix).get(&var) {
+                if let Some(value) = env::coerce_leaf(&leaf, &var, raw?)? {
+                    figment = figment.merge(Layer::env(&var, &leaf.path, value));
+                }
+            }
+        }
+        let value = match figment.find_value("plugins") {
+            Ok(value) => value,
+            Err(error) if error.missing() => return Ok(Vec::new()),
+            Err(error) => return Err(ConfigError::values(error, &[], &|_| None)),
+        };
+        let path = ["plugins".to_owned()];
+        let not_a_list = |found: &Value| {
+            ConfigError::plugins(
+                found.to_actual().to_string(),
+                self.origin_of(&figment, &value, &path),
+            )
+        };
+        let Value::Array(_, items) = &value else {
+            return Err(not_a_list(&value));
+        };
+        items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| not_a_list(item))
+            })
+            .collect()
+    }
+
+    /// Variables with the source's prefix that set no field of any section known so far
+    /// (loaded or [registered](Self::register)), each with the closest real variable.
+    pub fn env_warnings(&self) -> Vec<EnvWarning> {
+        let Some(prefix) = &self.inner.prefix else {
+            return Vec::new();
+        };
+        let known: Vec<Arc<Known>> = self.known().values().cloned().collect();
+        let mut names: Vec<String> = self.inner.file_vars.clone();
+        names.push(plugins_leaf().env_name(prefix));
+        let mut stems = Vec::new();
+        for known in &known {
+            if known.schema.problem.is_some() {
+                stems.push(known.schema.env_stem(prefix));
+            }
+            names.extend(known.schema.leaves.iter().map(|leaf| leaf.env_name(prefix)));
+        }
+        env::warnings(&EnvSnapshot::read(prefix), &names, &stems)
+    }
+
+    /// Keys that match no field of their section, for every section known so far.
+    pub fn unknown_keys(&self) -> Result<Vec<UnknownKey>, ConfigError> {
+        let known: Vec<Arc<Known>> = self.known().values().cloned().collect();
+        let figment = self.figment_for(&known)?;
+        Ok(known
+            .iter()
+            .flat_map(|known| unknown_keys(&figment, &known.schema))
+            .collect())
+    }
+
+    /// The effective config as TOML: every layer, the in-code defaults and environment
+    /// overrides of every section known so far, with [`Secret`](super::Secret) fields shown as
+    /// `***`. Register sections first ([`register`](Self::register)) to cover them before
+    /// they are loaded.
+    ///
+    /// ```
+    /// use buvar_kit::config::{ConfigSource, Secret};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Db { url: String, password: Secret<String> }
+    /// buvar_kit::section!(Db, "db");
+    ///
+    /// let source = ConfigSource::new().toml("[db]\nurl = \"pg://db\"\npassword = \"hunter2\"")?;
+    /// source.register::<Db>()?;
+    /// let dump = source.dump()?;
+    /// assert!(dump.contains("password = \"***\""));
+    /// assert!(!dump.contains("hunter2"));
+    /// # Ok::<(), buvar_kit::config::ConfigError>(())
+    /// ```
+    pub fn dump(&self) -> Result<String, ConfigError> {
+        let known: Vec<Arc<Known>> = self.known().values().cloned().collect();
+        let figment = self.figment_for(&known)?;
+        let mut value = match figment.find_value("") {
+            Ok(value) => value,
+            Err(error) if error.missing() => Value::from(Dict::new()),
+            Err(error) => return Err(ConfigError::values(error, &[], &|_| None)),
+        };
+        strip_empty(&mut value);
+        for known in &known {
+            for leaf in known.schema.leaves.iter().filter(|leaf| leaf.secret) {
+                redact(&mut value, &leaf.path);
+            }
+        }
+        let table =
+            toml::Value::try_from(&value).map_err(|error| ConfigError::dump(error.to_string()))?;
+        toml::to_string_pretty(&table).map_err(|error| ConfigError::dump(error.to_string()))
+    }
+}
+
+/// The root `plugins` list as a field, for its environment variable.
+fn plugins_leaf() -> super::schema::Leaf {
+    super::schema::Leaf {
+        path: vec!["plugins".to_owned()],
+        kind: super::schema::Kind::List(Box::new(super::schema::Kind::Str)),
+        optional: false,
+        secret: false,
+    }
+}
+
+/// TOML has no null: drop what serialised as `None`.
+fn strip_empty(value: &mut Value) {
+    match value {
+        Value::Dict(_, dict) => {
+            dict.retain(|_, value| !matches!(value, Value::Empty(..)));
+            dict.values_mut().for_each(strip_empty);
+        }
+        Value::Array(_, items) => {
+            items.retain(|value| !matches!(value, Value::Empty(..)));
+            items.iter_mut().for_each(strip_empty);
+        }
+        _ => {}
+    }
+}
+
+fn redact(value: &mut Value, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut current = value;
+    for key in parents {
+        let Value::Dict(_, dict) = current else {
+            return;
+        };
+        let Some(next) = dict.get_mut(key) else {
+            return;
+        };
+        current = next;
+    }
+    if let Value::Dict(_, dict) = current {
+        if let Some(secret) = dict.get_mut(last) {
+            *secret = Value::from(REDACTED);
+        }
+    }
+}
+
+/// A key that matches no field of its section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownKey {
+    key: String,
+    origin: String,
+    suggestion: Option<String>,
+}
+
+impl UnknownKey {
+    /// The dotted key, e.g. `http.portt`.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Where it was set: file and line, TOML text, environment variable...
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+}
+
+impl fmt::Display for UnknownKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: unknown key, from {}", self.key, self.origin)?;
+        match &self.suggestion {
+            Some(suggestion) => write!(f, "; did you mean `{suggestion}`?"),
+            None => f.write_str("; remove it or check its spelling"),
+        }
+    }
+}
+
+fn unknown_keys(figment: &Figment, schema: &Schema) -> Vec<UnknownKey> {
+    let path = section_path(schema.section);
+    let Ok(value) = figment.find_value(schema.section) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    collect_unknown(
+        figment,
+        &value,
+        &schema.tree,
+        &path,
+        path.is_empty(),
+        &mut found,
+    );
+    found
+}
+
+fn collect_unknown(
+    figment: &Figment,
+    value: &Value,
+    node: &Node,
+    path: &[String],
+    at_root: bool,
+    found: &mut Vec<UnknownKey>,
+) {
+    let (Node::Fields(fields), Value::Dict(_, dict)) = (node, value) else {
+        return;
+    };
+    for (key, value) in dict {
+        let mut child = path.to_vec();
+        child.push(key.clone());
+        match fields.get(key) {
+            Some(node) => collect_unknown(figment, value, node, &child, false, found),
+            // At the root, tables belong to other sections and `plugins` to the stage.
+            None if at_root && (matches!(value, Value::Dict(..)) || key == "plugins") => {}
+            None => found.push(UnknownKey {
+                key: child.join("."),
+                origin: figment.get_metadata(value.tag()).map_or_else(
+                    || "an unnamed layer".to_owned(),
+                    |metadata| origin(metadata, &child),
+                ),
+                suggestion: env::closest(key, fields.keys().map(String::as_str)).map(str::to_owned),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(keys: &[&str]) -> Vec<String> {
+        keys.iter().map(|key| (*key).to_owned()).collect()
+    }
+
+    #[test]
+    fn nest_wraps_a_value_in_tables_along_the_path() {
+        let dict = nest(&path(&["a", "b"]), Value::from(1));
+        assert_eq!(
+            Value::from(dict).find_ref("a.b").and_then(Value::to_i128),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn redact_replaces_only_the_value_at_the_path() {
+        let mut value = Value::from(nest(&path(&["db", "password"]), Value::from("hunter2")));
+        redact(&mut value, &path(&["db", "password"]));
+        redact(&mut value, &path(&["db", "absent", "deeper"]));
+        assert_eq!(
+            value.find_ref("db.password").and_then(Value::as_str),
+            Some(REDACTED)
+        );
+        assert!(value.find_ref("db.absent").is_none());
+    }
+
+    #[test]
+    fn strip_empty_drops_none_values_at_any_depth() {
+        let mut inner = Dict::new();
+        inner.insert("gone".to_owned(), Value::serialize(None::<u8>).unwrap());
+        inner.insert("kept".to_owned(), Value::from(1));
+        let mut value = Value::from(nest(&path(&["a"]), Value::from(inner)));
+        strip_empty(&mut value);
+        assert!(value.find_ref("a.gone").is_none());
+        assert!(value.find_ref("a.kept").is_some());
+    }
+}
