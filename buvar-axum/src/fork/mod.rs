@@ -148,11 +148,11 @@ mod tests {
         // The test harness itself runs tests on threads, so this process is multi-threaded.
         let (stop, parked) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || parked.recv());
-        let err = Prefork::new(Vec::new())
-            .workers(2)
-            .run(|_| 0)
-            .unwrap_err();
-        assert!(matches!(err, ForkError::Threaded { threads } if threads > 1), "{err}");
+        let err = Prefork::new(Vec::new()).workers(2).run(|_| 0).unwrap_err();
+        assert!(
+            matches!(err, ForkError::Threaded { threads } if threads > 1),
+            "{err}"
+        );
         assert!(err.to_string().contains("threads"));
         drop(stop);
         thread.join().unwrap().unwrap_err();

@@ -50,8 +50,11 @@ impl SignalQueue {
             Some(&mut previous_mask),
         )
         .map_err(ForkError::sys("block signals"))?;
-        let fd = SignalFd::with_flags(&handled_set(), SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-            .map_err(ForkError::sys("open a signalfd"))?;
+        let fd = SignalFd::with_flags(
+            &handled_set(),
+            SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+        )
+        .map_err(ForkError::sys("open a signalfd"))?;
         Ok(Self { fd, previous_mask })
     }
 
@@ -79,7 +82,8 @@ impl AsFd for SignalQueue {
 
 impl Drop for SignalQueue {
     fn drop(&mut self) {
-        if let Err(errno) = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.previous_mask), None)
+        if let Err(errno) =
+            pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.previous_mask), None)
         {
             tracing::warn!(%errno, "cannot restore the signal mask");
         }

@@ -44,7 +44,8 @@ pub(super) fn take_listen_fds() -> Result<Vec<BoundSocket>, SocketError> {
 fn adopt(fd: RawFd) -> Result<BoundSocket, String> {
     use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 
-    fcntl(fd, FcntlArg::F_GETFD).map_err(|errno| format!("descriptor {fd} is not open: {errno}"))?;
+    fcntl(fd, FcntlArg::F_GETFD)
+        .map_err(|errno| format!("descriptor {fd} is not open: {errno}"))?;
     // SAFETY: systemd hands these descriptors to this process, nothing else in it owns them,
     // and `TAKEN` makes sure they are adopted only once.
     let socket = unsafe { Socket::from_raw_fd(fd) };

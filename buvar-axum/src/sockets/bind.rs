@@ -168,7 +168,9 @@ fn bind_one(uri: &SocketUri, opts: &BindOptions) -> Result<BoundSocket, SocketEr
                 .map_err(io_err("set SO_REUSEADDR on"))?;
             if addr.is_ipv6() {
                 // Keeps `tcp://[::]:P` and `tcp://:P` bindable side by side.
-                socket.set_only_v6(true).map_err(io_err("set IPV6_V6ONLY on"))?;
+                socket
+                    .set_only_v6(true)
+                    .map_err(io_err("set IPV6_V6ONLY on"))?;
             }
             if opts.reuse_port {
                 socket
@@ -179,8 +181,7 @@ fn bind_one(uri: &SocketUri, opts: &BindOptions) -> Result<BoundSocket, SocketEr
         }
         SocketUri::Unix(path) => {
             remove_stale_socket_file(uri, path)?;
-            let socket =
-                Socket::new(Domain::UNIX, Type::STREAM, None).map_err(io_err("create"))?;
+            let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(io_err("create"))?;
             let address = SockAddr::unix(path).map_err(io_err("address"))?;
             (socket, address, Some(nix::unistd::getpid()))
         }
@@ -205,7 +206,10 @@ fn bind_one(uri: &SocketUri, opts: &BindOptions) -> Result<BoundSocket, SocketEr
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .map_err(io_err("set the file mode of"))?;
     }
-    bound.socket.listen(opts.backlog).map_err(io_err("listen on"))?;
+    bound
+        .socket
+        .listen(opts.backlog)
+        .map_err(io_err("listen on"))?;
     bound
         .socket
         .set_nonblocking(true)

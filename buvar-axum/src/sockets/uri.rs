@@ -48,7 +48,9 @@ impl FromStr for SocketUri {
                 return Err(malformed("the path is empty"));
             }
             if !path.starts_with('/') {
-                return Err(malformed("the path must be absolute, as in unix:///run/app.sock"));
+                return Err(malformed(
+                    "the path must be absolute, as in unix:///run/app.sock",
+                ));
             }
             if path.ends_with('/') {
                 return Err(malformed("the path names a directory"));

@@ -119,14 +119,15 @@ fn main() -> anyhow::Result<ExitCode> {
         prefork = prefork.ready_timeout(ready_timeout);
     }
     let fail_if_exists = args.fail_if_exists;
-    let code = prefork.run(|mut worker| {
-        match run_worker(&mut worker, fail_if_exists.as_ref()) {
-            Ok(()) => 0,
-            Err(error) => {
-                tracing::error!(index = worker.index(), "worker failed: {error:#}");
-                3
-            }
-        }
-    })?;
+    let code =
+        prefork.run(
+            |mut worker| match run_worker(&mut worker, fail_if_exists.as_ref()) {
+                Ok(()) => 0,
+                Err(error) => {
+                    tracing::error!(index = worker.index(), "worker failed: {error:#}");
+                    3
+                }
+            },
+        )?;
     Ok(code)
 }
