@@ -277,3 +277,73 @@ async fn a_rollout_whose_new_worker_fails_keeps_the_old_workers() {
     server.signal(Signal::SIGTERM);
     assert!(server.wait_exit(Duration::from_secs(10)).success());
 }
+
+#[test]
+fn usr1_is_forwarded_to_every_worker_and_ends_none() {
+    let mut server = Server::start(&["--bind", LOCAL, "--workers", "2"]);
+    let mut workers = server.wait_ready(2);
+
+    server.signal(Signal::SIGUSR1);
+    let mut got: Vec<u32> = (0..2)
+        .map(|nth| server.wait_event("USR1", nth)[5..].parse().unwrap())
+        .collect();
+
+    got.sort_unstable();
+    workers.sort_unstable();
+    assert_eq!(got, workers);
+    server.signal(Signal::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+    assert_eq!(server.ready.len(), 2, "no worker was replaced");
+}
+
+#[test]
+fn a_crash_looping_slot_backs_off_exponentially_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let fail = dir.path().join("fail");
+    let mut server = Server::start(&[
+        "--bind",
+        LOCAL,
+        "--workers",
+        "2",
+        "--fail-if-exists",
+        fail.to_str().unwrap(),
+    ]);
+    let workers = server.wait_ready(2);
+    std::fs::write(&fail, "").unwrap();
+
+    kill(Pid::from_raw(workers[0] as i32), Signal::SIGKILL).unwrap();
+    let mut last = Instant::now();
+    let mut delays = Vec::new();
+    for nth in 0..3 {
+        server.wait_event("FAILING", nth);
+        delays.push(last.elapsed());
+        last = Instant::now();
+    }
+    std::fs::remove_file(&fail).unwrap();
+    let replacement = server.wait_ready(3)[2];
+    delays.push(last.elapsed());
+
+    eprintln!("respawn delays: {delays:?}");
+    for (delay, expected) in delays.iter().zip([100, 200, 400, 800]) {
+        let expected = Duration::from_millis(expected);
+        assert!(*delay >= expected, "{delays:?}");
+        assert!(*delay < expected + Duration::from_millis(400), "{delays:?}");
+    }
+    assert!(!workers.contains(&replacement));
+    server.signal(Signal::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+}
+
+#[tokio::test]
+async fn one_worker_serves_in_the_supervisor_process_and_stops_on_sigterm() {
+    let mut server = Server::start(&["--bind", LOCAL, "--workers", "1"]);
+    let ready = server.wait_ready(1);
+    let pid = server.pid().as_raw() as u32;
+    assert_eq!(ready, [pid]);
+
+    let body = client(false).get(server.url("/pid")).send().await.unwrap();
+    assert_eq!(body.text().await.unwrap(), pid.to_string());
+    assert!(server.workers().is_empty(), "nothing was forked");
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}

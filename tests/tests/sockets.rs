@@ -4,7 +4,12 @@ mod prefork_support;
 
 use std::{
     io::{Read, Write},
-    os::unix::{fs::PermissionsExt, net::UnixStream},
+    net::TcpStream,
+    os::{
+        fd::AsRawFd,
+        unix::{fs::PermissionsExt, net::UnixStream, process::CommandExt},
+    },
+    process::Command,
     time::Duration,
 };
 
@@ -12,7 +17,10 @@ use nix::sys::signal::Signal;
 use prefork_support::Server;
 
 fn get_over_unix(path: &std::path::Path, target: &str) -> String {
-    let mut stream = UnixStream::connect(path).unwrap();
+    get(UnixStream::connect(path).unwrap(), target)
+}
+
+fn get(mut stream: impl Read + Write, target: &str) -> String {
     write!(
         stream,
         "GET {target} HTTP/1.1\r\nHost: local\r\nConnection: close\r\n\r\n"
@@ -71,4 +79,39 @@ fn a_port_in_use_is_an_error_naming_the_address() {
         err.contains(&format!("address tcp://{addr} is already in use")),
         "{err}"
     );
+}
+
+#[test]
+fn sockets_from_systemd_activation_are_used_instead_of_bound() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fd = listener.as_raw_fd();
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_prefork-server"))
+        .args(["--bind", &format!("tcp://{addr}"), "--workers", "2"]);
+    // SAFETY: dup2 and fcntl are async-signal-safe and touch only the child's descriptors.
+    unsafe {
+        command.pre_exec(move || {
+            use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+            nix::unistd::dup2(fd, 3)?;
+            fcntl(3, FcntlArg::F_SETFD(FdFlag::empty()))?;
+            Ok(())
+        });
+    }
+
+    // Binding the address again would fail: it is in use by `listener` here.
+    let mut server = Server::spawn(command).expect("the server adopts the socket");
+    let workers = server.wait_ready(2);
+    drop(listener);
+
+    assert_eq!(server.bound, [format!("tcp://{addr}")]);
+    let response = get(TcpStream::connect(addr).unwrap(), "/pid");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let pid: u32 = response.rsplit("\r\n\r\n").next().unwrap().parse().unwrap();
+    assert!(workers.contains(&pid));
+    server.signal(Signal::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
 }

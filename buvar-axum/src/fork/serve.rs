@@ -112,16 +112,27 @@ impl Serving {
         tracing::info!(index = worker.index(), ?reason, "worker draining");
         self.stop.cancel();
         let servers = &mut self.servers;
-        let drain = async { while servers.join_next().await.is_some() {} };
-        if tokio::time::timeout(worker.graceful_timeout(), drain)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                index = worker.index(),
-                open = *self.open.borrow(),
-                "graceful timeout passed; dropping the open connections"
-            );
+        let drain = tokio::time::timeout(worker.graceful_timeout(), async {
+            while servers.join_next().await.is_some() {}
+        });
+        // Without a supervisor nobody else stops a drain early: a second signal does.
+        let second_signal = async {
+            if worker.is_supervised() {
+                std::future::pending().await
+            } else {
+                self.shutdown.wait().await
+            }
+        };
+        let open = Arc::clone(&self.open);
+        tokio::select! {
+            drained = drain => if drained.is_err() {
+                let open = *open.borrow();
+                tracing::warn!(index = worker.index(), open, "graceful timeout passed; dropping the open connections");
+            },
+            again = second_signal => {
+                let open = *open.borrow();
+                tracing::warn!(index = worker.index(), ?again, open, "second stop request; dropping the open connections");
+            }
         }
         reason
     }

@@ -82,6 +82,9 @@ impl AsFd for SignalQueue {
 
 impl Drop for SignalQueue {
     fn drop(&mut self) {
+        // Unblocking would deliver what is still queued with its default action (a late
+        // second SIGTERM would kill a supervisor that already stopped cleanly).
+        while let Ok(Some(_)) = self.fd.read_signal() {}
         if let Err(errno) =
             pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.previous_mask), None)
         {

@@ -344,9 +344,25 @@ impl Supervisor {
         for index in 0..self.slots.len() {
             if self.slots[index].respawn_at.is_some_and(|at| at <= now) {
                 self.slots[index].respawn_at = None;
-                self.spawn(index, work)?;
+                if let Err(error) = self.spawn(index, work) {
+                    self.retry_later(index, error)?;
+                }
             }
         }
+        Ok(())
+    }
+
+    /// A worker that could not be forked (out of memory or processes, say) is retried with
+    /// the slot's back-off; only a threaded supervisor is beyond repair.
+    fn retry_later(&mut self, index: usize, error: ForkError) -> Result<(), ForkError> {
+        if let ForkError::Threaded { .. } = error {
+            return Err(error);
+        }
+        let slot = &mut self.slots[index];
+        let delay = slot.next_backoff;
+        slot.next_backoff = (delay * 2).min(MAX_BACKOFF);
+        slot.respawn_at = Some(Instant::now() + delay);
+        tracing::error!(index, %error, ?delay, "cannot start a worker; retrying");
         Ok(())
     }
 
@@ -365,10 +381,14 @@ impl Supervisor {
             })
             .map(|child| (child.pid, child.slot));
         match next {
-            Some((old, slot)) => {
-                let new = self.spawn(slot, work)?;
-                self.step = Some(Step { new, old });
-            }
+            Some((old, slot)) => match self.spawn(slot, work) {
+                Ok(new) => self.step = Some(Step { new, old }),
+                Err(error @ ForkError::Threaded { .. }) => return Err(error),
+                Err(error) => {
+                    tracing::error!(%error, "rolling restart aborted: cannot start a new worker");
+                    self.rolling = false;
+                }
+            },
             None => {
                 self.rolling = false;
                 tracing::info!("rolling restart complete");

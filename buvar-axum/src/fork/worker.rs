@@ -103,8 +103,13 @@ impl Worker {
     /// Starts listening for the reasons to stop: SIGTERM, SIGINT, and the supervisor's death.
     ///
     /// Call it inside the worker's tokio runtime and before [`notify_ready`](Self::notify_ready),
-    /// so that a stop request never meets a worker without handlers.
+    /// so that a stop request never meets a worker without handlers. It also installs
+    /// handlers for SIGUSR1 and SIGUSR2, which the supervisor forwards, so that they no longer
+    /// end the worker; listen to them with `tokio::signal` to act on them.
     pub fn watch_shutdown(&self) -> io::Result<ShutdownWatch> {
+        // tokio keeps a handler installed once registered, even after the stream is dropped.
+        signal(SignalKind::user_defined1())?;
+        signal(SignalKind::user_defined2())?;
         let parent = match &self.parent {
             Some(fd) => Some(pipe::Receiver::from_owned_fd(fd.try_clone()?)?),
             None => None,

@@ -7,7 +7,7 @@
 //!
 //! Stdout, one line per event: `BOUND <uri>` per socket from the supervisor before forking,
 //! `READY <index> <pid>` from each worker once it accepts, `SLOW <pid>` when a slow request
-//! starts, `FAILING <pid>` from a worker told to fail.
+//! starts, `FAILING <pid>` from a worker told to fail, `USR1 <pid>` when a worker gets SIGUSR1.
 
 use std::{io::Write, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -17,6 +17,7 @@ use buvar_axum::{
     fork::{Prefork, Serving, Worker},
     sockets::{BindOptions, bind, parse_uris},
 };
+use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Debug, Default)]
 struct Args {
@@ -86,6 +87,12 @@ fn run_worker(worker: &mut Worker, fail_if_exists: Option<&PathBuf>) -> anyhow::
         .build()?;
     runtime.block_on(async {
         let serving = Serving::start(worker, router())?;
+        let mut user1 = signal(SignalKind::user_defined1())?;
+        tokio::spawn(async move {
+            while user1.recv().await.is_some() {
+                say(&format!("USR1 {}", std::process::id()));
+            }
+        });
         say(&format!("READY {} {}", worker.index(), std::process::id()));
         worker.notify_ready()?;
         serving.until_shutdown(worker).await;

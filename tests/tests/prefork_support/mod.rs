@@ -37,8 +37,14 @@ impl Server {
 
     /// Starts the server and waits for its `BOUND` lines (until the first `READY`).
     pub(crate) fn try_start(args: &[&str]) -> Result<Server, String> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_prefork-server"))
-            .args(args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_prefork-server"));
+        command.args(args);
+        Self::spawn(command)
+    }
+
+    /// Runs `command` (which ends up executing the server) in its own process group.
+    pub(crate) fn spawn(mut command: Command) -> Result<Server, String> {
+        let mut child = command
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
