@@ -108,8 +108,8 @@ impl Worker {
     /// end the worker; listen to them with `tokio::signal` to act on them.
     pub fn watch_shutdown(&self) -> io::Result<ShutdownWatch> {
         // tokio keeps a handler installed once registered, even after the stream is dropped.
-        signal(SignalKind::user_defined1())?;
-        signal(SignalKind::user_defined2())?;
+        drop(signal(SignalKind::user_defined1())?);
+        drop(signal(SignalKind::user_defined2())?);
         let parent = match &self.parent {
             Some(fd) => Some(pipe::Receiver::from_owned_fd(fd.try_clone()?)?),
             None => None,
