@@ -72,6 +72,12 @@ async fn a_killed_worker_is_replaced_and_no_connection_is_refused() {
     stop.store(true, Ordering::SeqCst);
     let seen = running.await.unwrap();
 
+    eprintln!(
+        "kill -9 under load: {} ok, {} refused, {} failed",
+        seen.ok,
+        seen.refused,
+        seen.failed.len()
+    );
     assert!(served_by_replacement, "the replacement never answered");
     assert_eq!(seen.refused, 0, "connections were refused");
     assert!(seen.ok > 100, "the service kept answering: {} ok", seen.ok);
@@ -110,6 +116,11 @@ async fn sighup_under_keep_alive_load_fails_no_request_and_replaces_every_worker
     stop.store(true, Ordering::SeqCst);
     let seen = running.await.unwrap();
 
+    eprintln!(
+        "SIGHUP under keep-alive load: {} ok, {} failed",
+        seen.ok,
+        seen.failed.len()
+    );
     assert!(seen.failed.is_empty(), "failed requests: {:?}", seen.failed);
     assert_eq!(seen.refused, 0);
     assert!(seen.pids.iter().any(|pid| new.contains(pid)));
@@ -244,6 +255,7 @@ fn the_supervisor_exits_non_zero_when_no_worker_becomes_ready() {
     ])
     .err()
     .expect("the server must not come up");
+    assert!(err.starts_with("exit status: 1"), "{err}");
     assert!(err.contains("no worker became ready"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -326,7 +338,9 @@ fn a_crash_looping_slot_backs_off_exponentially_and_recovers() {
     eprintln!("respawn delays: {delays:?}");
     for (delay, expected) in delays.iter().zip([100, 200, 400, 800]) {
         let expected = Duration::from_millis(expected);
-        assert!(*delay >= expected, "{delays:?}");
+        // The reference instant is when this thread read the previous line, which on a
+        // busy machine can be a little late.
+        assert!(*delay >= expected - Duration::from_millis(50), "{delays:?}");
         assert!(*delay < expected + Duration::from_millis(400), "{delays:?}");
     }
     assert!(!workers.contains(&replacement));
@@ -346,4 +360,46 @@ async fn one_worker_serves_in_the_supervisor_process_and_stops_on_sigterm() {
     assert!(server.workers().is_empty(), "nothing was forked");
     server.signal(Signal::SIGTERM);
     assert_eq!(server.wait_exit(Duration::from_secs(10)).code(), Some(0));
+}
+
+/// Starts a slow request, sends `signals` to the supervisor, and checks everything is gone
+/// long before the slow request could have finished.
+async fn stops_at_once(signals: &[Signal]) {
+    let mut server = Server::start(&["--bind", LOCAL, "--workers", "2"]);
+    server.wait_ready(2);
+    let slow = tokio::spawn(client(false).get(server.url("/slow?ms=20000")).send());
+    server.wait_event("SLOW", 0);
+    let sent = Instant::now();
+
+    let addr = server.addr();
+    for signal in signals {
+        server.signal(*signal);
+        // The kernel merges a signal into one already pending: let the supervisor act on
+        // this one (new connections get refused) before sending the next.
+        let refused = eventually(Duration::from_secs(5), || {
+            std::net::TcpStream::connect(&addr)
+                .is_err_and(|error| error.kind() == std::io::ErrorKind::ConnectionRefused)
+        });
+        assert!(refused);
+    }
+    let status = server.wait_exit(Duration::from_secs(5));
+
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(status.code(), Some(1), "workers were killed, not drained");
+    assert!(slow.await.unwrap().is_err(), "the slow request was cut off");
+    assert!(server.group_members().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigquit_stops_at_once() {
+    stops_at_once(&[Signal::SIGQUIT]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigint_stops_at_once() {
+    stops_at_once(&[Signal::SIGINT, Signal::SIGINT]).await;
 }

@@ -35,7 +35,8 @@ impl Server {
         Self::try_start(args).expect("server did not bind")
     }
 
-    /// Starts the server and waits for its `BOUND` lines (until the first `READY`).
+    /// Starts the server and waits for its `BOUND` lines (until the first `READY`); if it
+    /// exits instead, the error is its exit status and its stderr.
     pub(crate) fn try_start(args: &[&str]) -> Result<Server, String> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_prefork-server"));
         command.args(args);
@@ -92,10 +93,11 @@ impl Server {
                     }
                 }
                 None => {
-                    let _ = server.child.wait();
-                    return Err(errors
+                    let status = server.child.wait().expect("wait for the server");
+                    let stderr = errors
                         .recv_timeout(Duration::from_secs(5))
-                        .unwrap_or_default());
+                        .unwrap_or_default();
+                    return Err(format!("{status}\n{stderr}"));
                 }
             }
         }
