@@ -34,6 +34,7 @@
 //! }
 //! ```
 
+mod backoff;
 mod error;
 mod serve;
 mod signals;

@@ -17,16 +17,11 @@ use nix::{
     unistd::{ForkResult, Pid, fork, getpid, getppid, pipe2},
 };
 
-use super::{ForkError, Settings, Worker, signals};
+use super::{ForkError, Settings, Worker, backoff::Backoff, signals};
 use crate::sockets::BoundSocket;
 
 /// How often the poll loop wakes without events, to run timers.
 const TICK: Duration = Duration::from_millis(50);
-/// The first delay before replacing a crashed worker; it doubles per crash.
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// A worker ready for this long resets its slot's back-off.
-const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 
 /// A forked worker that has not been reaped yet (so its pid is still ours to signal).
 #[derive(Debug)]
@@ -45,7 +40,7 @@ struct Child {
 
 #[derive(Debug, Clone, Copy)]
 struct Slot {
-    next_backoff: Duration,
+    backoff: Backoff,
     respawn_at: Option<Instant>,
 }
 
@@ -92,7 +87,7 @@ impl Supervisor {
             children: Vec::new(),
             slots: vec![
                 Slot {
-                    next_backoff: FIRST_BACKOFF,
+                    backoff: Backoff::default(),
                     respawn_at: None,
                 };
                 workers
@@ -301,15 +296,9 @@ impl Supervisor {
             return;
         }
         let now = Instant::now();
+        let ready_for = child.ready_at.map(|ready| now.duration_since(ready));
         let slot = &mut self.slots[index];
-        if child
-            .ready_at
-            .is_some_and(|ready| now.duration_since(ready) >= HEALTHY_AFTER)
-        {
-            slot.next_backoff = FIRST_BACKOFF;
-        }
-        let delay = slot.next_backoff;
-        slot.next_backoff = (delay * 2).min(MAX_BACKOFF);
+        let delay = slot.backoff.after_failure(ready_for);
         slot.respawn_at = Some(now + delay);
         tracing::info!(index, ?delay, "replacing the worker");
     }
@@ -359,8 +348,7 @@ impl Supervisor {
             return Err(error);
         }
         let slot = &mut self.slots[index];
-        let delay = slot.next_backoff;
-        slot.next_backoff = (delay * 2).min(MAX_BACKOFF);
+        let delay = slot.backoff.after_failure(None);
         slot.respawn_at = Some(Instant::now() + delay);
         tracing::error!(index, %error, ?delay, "cannot start a worker; retrying");
         Ok(())
