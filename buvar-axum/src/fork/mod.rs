@@ -1,0 +1,175 @@
+//! Pre-forking: one supervisor process, N worker processes sharing the listening sockets.
+//!
+//! The supervisor binds nothing itself (see [`crate::sockets`]); it forks the workers before
+//! any runtime or thread exists, stays single-threaded for its whole life, and:
+//!
+//! - forwards SIGUSR1, SIGUSR2 and SIGWINCH to every worker (a worker that does not handle
+//!   SIGUSR1/SIGUSR2 dies of them and is replaced);
+//! - on SIGTERM or SIGINT closes its copies of the sockets, sends the signal to every worker,
+//!   waits up to the graceful timeout, then kills what is left; it exits 0 if every worker
+//!   stopped by itself;
+//! - on a second SIGINT, or SIGQUIT, kills every worker at once;
+//! - on SIGHUP replaces the workers one slot at a time: a new worker first, the old one is
+//!   stopped only once the new one is ready; a new worker that fails ends the rollout;
+//! - replaces a worker that dies unexpectedly, after a per-slot back-off (100 ms doubling up to
+//!   30 s, reset once a worker stayed up for 60 s), and gives up with
+//!   [`ForkError::NeverReady`] if no worker ever became ready.
+//!
+//! Workers die with the supervisor (parent-death signal plus a pipe they watch).
+//!
+//! ```no_run
+//! use buvar_axum::{fork::{self, Prefork}, sockets::{BindOptions, bind, parse_uris}};
+//!
+//! fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
+//!     let sockets = bind(&parse_uris(["tcp://:8080"])?, &BindOptions::default())?;
+//!     let code = Prefork::new(sockets).workers(4).run(|mut worker| {
+//!         let Ok(runtime) = tokio::runtime::Runtime::new() else { return 1 };
+//!         let router = axum::Router::new();
+//!         match runtime.block_on(fork::serve(&mut worker, router)) {
+//!             Ok(_) => 0,
+//!             Err(_) => 1,
+//!         }
+//!     })?;
+//!     Ok(code)
+//! }
+//! ```
+
+mod backoff;
+mod error;
+mod serve;
+mod signals;
+mod supervisor;
+mod worker;
+
+use std::{process::ExitCode, time::Duration};
+
+pub use error::ForkError;
+pub use serve::{Serving, serve};
+pub use worker::{Shutdown, ShutdownWatch, Worker};
+
+use crate::sockets::BoundSocket;
+
+/// The pre-fork supervisor, configured with a builder.
+#[derive(Debug)]
+pub struct Prefork {
+    sockets: Vec<BoundSocket>,
+    workers: usize,
+    settings: Settings,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    graceful_timeout: Duration,
+    ready_timeout: Duration,
+}
+
+impl Prefork {
+    /// A supervisor for these sockets: one worker per CPU, 30 s graceful and ready timeouts.
+    pub fn new(sockets: Vec<BoundSocket>) -> Self {
+        Self {
+            sockets,
+            workers: 0,
+            settings: Settings {
+                graceful_timeout: Duration::from_secs(30),
+                ready_timeout: Duration::from_secs(30),
+            },
+        }
+    }
+
+    /// How many workers: 0 means one per available CPU, 1 runs the worker in this process
+    /// without forking or supervising.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
+    }
+
+    /// How long a stopping worker may drain before it is killed.
+    pub fn graceful_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.graceful_timeout = timeout;
+        self
+    }
+
+    /// How long a new worker may take to call [`Worker::notify_ready`] before it is killed
+    /// and counted as failed.
+    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.ready_timeout = timeout;
+        self
+    }
+
+    /// Runs the workers until the supervisor is told to stop.
+    ///
+    /// `worker` runs in each worker process (or in this one with one worker) and returns the
+    /// worker's exit status; a forked worker then ends with `_exit`, never returning here.
+    /// Call this before starting any runtime or thread: forking a multi-threaded process
+    /// fails with [`ForkError::Threaded`].
+    pub fn run<F>(self, worker: F) -> Result<ExitCode, ForkError>
+    where
+        F: Fn(Worker) -> i32,
+    {
+        let workers = match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        if workers == 1 && self.workers == 1 {
+            let code = worker(Worker::new(
+                0,
+                self.sockets,
+                self.settings.graceful_timeout,
+                None,
+                None,
+            ));
+            return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+        }
+        ensure_single_threaded()?;
+        supervisor::Supervisor::new(self.settings, self.sockets, workers)?.run(&worker)
+    }
+}
+
+/// Refuses to fork a process with more than one thread: the child would inherit locks
+/// held by threads that do not exist in it.
+fn ensure_single_threaded() -> Result<(), ForkError> {
+    let threads = std::fs::read_dir("/proc/self/task")
+        .map_err(|source| ForkError::Io {
+            action: "count this process's threads in /proc/self/task",
+            source,
+        })?
+        .count();
+    if threads > 1 {
+        return Err(ForkError::Threaded { threads });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forking_a_threaded_process_is_refused() {
+        // The test harness itself runs tests on threads, so this process is multi-threaded.
+        let (stop, parked) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || parked.recv());
+        let err = Prefork::new(Vec::new()).workers(2).run(|_| 0).unwrap_err();
+        assert!(
+            matches!(err, ForkError::Threaded { threads } if threads > 1),
+            "{err}"
+        );
+        assert!(err.to_string().contains("threads"));
+        drop(stop);
+        thread.join().unwrap().unwrap_err();
+    }
+
+    #[test]
+    fn one_worker_runs_in_process() {
+        let pid = std::process::id();
+        let code = Prefork::new(Vec::new())
+            .workers(1)
+            .run(|worker| {
+                assert_eq!(worker.index(), 0);
+                assert!(!worker.is_supervised());
+                i32::from(std::process::id() != pid) + 7
+            })
+            .unwrap();
+        assert_eq!(code, ExitCode::from(7));
+    }
+}

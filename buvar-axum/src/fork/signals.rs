@@ -1,0 +1,106 @@
+//! The supervisor's signals: blocked and read from a signalfd, so no handler runs in the
+//! parent and none leaks into a worker.
+
+use nix::sys::{
+    signal::{SigHandler, SigSet, SigmaskHow, Signal, pthread_sigmask},
+    signalfd::{SfdFlags, SignalFd},
+};
+use std::os::fd::{AsFd, BorrowedFd};
+
+use super::ForkError;
+
+/// The signals the supervisor acts on or forwards to its workers.
+pub(super) const HANDLED: [Signal; 8] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCHLD,
+];
+
+fn handled_set() -> SigSet {
+    let mut set = SigSet::empty();
+    for signal in HANDLED {
+        set.add(signal);
+    }
+    set
+}
+
+/// Blocked signals, queued on a descriptor the poll loop reads.
+#[derive(Debug)]
+pub(super) struct SignalQueue {
+    fd: SignalFd,
+    previous_mask: SigSet,
+}
+
+impl SignalQueue {
+    /// Blocks the handled signals and opens the descriptor they queue on.
+    pub(super) fn open() -> Result<Self, ForkError> {
+        // An inherited SIG_IGN for SIGCHLD would make the kernel reap workers behind our back.
+        // SAFETY: resetting to the default disposition installs no handler code.
+        unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }
+            .map_err(ForkError::sys("reset the SIGCHLD disposition"))?;
+        let mut previous_mask = SigSet::empty();
+        pthread_sigmask(
+            SigmaskHow::SIG_BLOCK,
+            Some(&handled_set()),
+            Some(&mut previous_mask),
+        )
+        .map_err(ForkError::sys("block signals"))?;
+        let fd = SignalFd::with_flags(
+            &handled_set(),
+            SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+        )
+        .map_err(ForkError::sys("open a signalfd"))?;
+        Ok(Self { fd, previous_mask })
+    }
+
+    /// Every signal queued since the last call.
+    pub(super) fn drain(&mut self) -> Result<Vec<Signal>, ForkError> {
+        let mut signals = Vec::new();
+        while let Some(info) = self
+            .fd
+            .read_signal()
+            .map_err(ForkError::sys("read the signalfd"))?
+        {
+            if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
+                signals.push(signal);
+            }
+        }
+        Ok(signals)
+    }
+}
+
+impl AsFd for SignalQueue {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for SignalQueue {
+    fn drop(&mut self) {
+        // Unblocking would deliver what is still queued with its default action (a late
+        // second SIGTERM would kill a supervisor that already stopped cleanly).
+        while let Ok(Some(_)) = self.fd.read_signal() {}
+        if let Err(errno) =
+            pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.previous_mask), None)
+        {
+            tracing::warn!(%errno, "cannot restore the signal mask");
+        }
+    }
+}
+
+/// Gives a freshly forked worker default dispositions and an empty signal mask, so it can
+/// install its own handlers (tokio's) like any process.
+pub(super) fn reset_in_worker() -> Result<(), ForkError> {
+    for signal in HANDLED {
+        // SAFETY: the default disposition installs no handler code.
+        unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) }
+            .map_err(ForkError::sys("reset a signal disposition"))?;
+    }
+    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(ForkError::sys("unblock signals"))
+}

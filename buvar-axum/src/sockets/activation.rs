@@ -1,0 +1,77 @@
+//! systemd socket activation: listening sockets handed over as descriptors 3, 4, ...
+
+use std::{
+    os::fd::{FromRawFd, RawFd},
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use socket2::Socket;
+
+use super::{BoundSocket, SocketError, SocketUri};
+
+/// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: RawFd = 3;
+
+/// Descriptors can be adopted once per process; a second owner would close them twice.
+static TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Adopts the sockets systemd passed to this process, if any.
+pub(super) fn take_listen_fds() -> Result<Vec<BoundSocket>, SocketError> {
+    let (Ok(pid), Ok(count)) = (std::env::var("LISTEN_PID"), std::env::var("LISTEN_FDS")) else {
+        return Ok(Vec::new());
+    };
+    let activation = |reason: String| SocketError::Activation { reason };
+    let pid: i32 = pid
+        .trim()
+        .parse()
+        .map_err(|_| activation(format!("LISTEN_PID={pid} is not a process id")))?;
+    if pid != nix::unistd::getpid().as_raw() {
+        // Meant for the process that exec'd us, not for us.
+        return Ok(Vec::new());
+    }
+    let count: RawFd = count
+        .trim()
+        .parse()
+        .map_err(|_| activation(format!("LISTEN_FDS={count} is not a number")))?;
+    if TAKEN.swap(true, Ordering::SeqCst) {
+        return Ok(Vec::new());
+    }
+    (LISTEN_FDS_START..LISTEN_FDS_START.saturating_add(count))
+        .map(|fd| adopt(fd).map_err(activation))
+        .collect()
+}
+
+fn adopt(fd: RawFd) -> Result<BoundSocket, String> {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+
+    fcntl(fd, FcntlArg::F_GETFD)
+        .map_err(|errno| format!("descriptor {fd} is not open: {errno}"))?;
+    // SAFETY: systemd hands these descriptors to this process, nothing else in it owns them,
+    // and `TAKEN` makes sure they are adopted only once.
+    let socket = unsafe { Socket::from_raw_fd(fd) };
+    let fail = |what: &str, error: std::io::Error| format!("descriptor {fd}: {what}: {error}");
+    if !socket
+        .is_listener()
+        .map_err(|error| fail("not a socket", error))?
+    {
+        return Err(format!("descriptor {fd} is not a listening stream socket"));
+    }
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+        .map_err(|errno| format!("descriptor {fd}: cannot set close-on-exec: {errno}"))?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|error| fail("cannot make non-blocking", error))?;
+    let local = socket
+        .local_addr()
+        .map_err(|error| fail("no local address", error))?;
+    let uri = if let Some(addr) = local.as_socket() {
+        SocketUri::Tcp(addr)
+    } else if let Some(path) = local.as_pathname() {
+        SocketUri::Unix(path.to_owned())
+    } else {
+        return Err(format!(
+            "descriptor {fd} is neither a TCP nor a unix path socket"
+        ));
+    };
+    Ok(BoundSocket::from_activation(uri, socket))
+}

@@ -1,0 +1,20 @@
+//! Listening sockets named by URI, bound once in the supervisor and shared by every worker.
+//!
+//! ```
+//! use buvar_axum::sockets::{BindOptions, bind, parse_uris};
+//!
+//! let sockets = bind(&parse_uris(["tcp://127.0.0.1:0"])?, &BindOptions::default())?;
+//! println!("listening on {}", sockets[0].local_addr());
+//! # Ok::<(), buvar_axum::sockets::SocketError>(())
+//! ```
+
+mod activation;
+mod bind;
+mod error;
+mod listener;
+mod uri;
+
+pub use bind::{BindOptions, BoundSocket, bind};
+pub use error::SocketError;
+pub use listener::{Listener, PeerAddr, Stream};
+pub use uri::{SocketUri, parse_uris};

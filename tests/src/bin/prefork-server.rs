@@ -1,0 +1,140 @@
+//! A pre-forked HTTP server for the end-to-end tests: `GET /pid` answers the worker's pid,
+//! `GET /slow?ms=N` answers after N milliseconds.
+//!
+//! Arguments: `--bind URI` (repeatable), `--workers N`, `--graceful-ms N`,
+//! `--ready-timeout-ms N`, `--unix-mode OCTAL`, `--fail-if-exists PATH` (a worker exits
+//! before becoming ready while PATH exists).
+//!
+//! Stdout, one line per event: `BOUND <uri>` per socket from the supervisor before forking,
+//! `READY <index> <pid>` from each worker once it accepts, `SLOW <pid>` when a slow request
+//! starts, `FAILING <pid>` from a worker told to fail, `USR1 <pid>` when a worker gets SIGUSR1.
+
+use std::{io::Write, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::{Context, bail};
+use axum::{Router, extract::Query, routing::get};
+use buvar_axum::{
+    fork::{Prefork, Serving, Worker},
+    sockets::{BindOptions, bind, parse_uris},
+};
+use tokio::signal::unix::{SignalKind, signal};
+
+#[derive(Debug, Default)]
+struct Args {
+    binds: Vec<String>,
+    workers: usize,
+    graceful: Option<Duration>,
+    ready_timeout: Option<Duration>,
+    unix_mode: Option<u32>,
+    fail_if_exists: Option<PathBuf>,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        workers: 2,
+        ..Args::default()
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--bind" => args.binds.push(value()?),
+            "--workers" => args.workers = value()?.parse()?,
+            "--graceful-ms" => args.graceful = Some(Duration::from_millis(value()?.parse()?)),
+            "--ready-timeout-ms" => {
+                args.ready_timeout = Some(Duration::from_millis(value()?.parse()?));
+            }
+            "--unix-mode" => args.unix_mode = Some(u32::from_str_radix(&value()?, 8)?),
+            "--fail-if-exists" => args.fail_if_exists = Some(value()?.into()),
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    Ok(args)
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    // One write per line keeps lines from different processes on the shared pipe whole.
+    let _ = out.write_all(format!("{line}\n").as_bytes());
+    let _ = out.flush();
+}
+
+#[derive(serde::Deserialize)]
+struct Slow {
+    ms: u64,
+}
+
+fn router() -> Router {
+    Router::new()
+        .route("/pid", get(|| async { std::process::id().to_string() }))
+        .route(
+            "/slow",
+            get(|Query(slow): Query<Slow>| async move {
+                say(&format!("SLOW {}", std::process::id()));
+                tokio::time::sleep(Duration::from_millis(slow.ms)).await;
+                "slow done"
+            }),
+        )
+}
+
+fn run_worker(worker: &mut Worker, fail_if_exists: Option<&PathBuf>) -> anyhow::Result<()> {
+    if fail_if_exists.is_some_and(|path| path.exists()) {
+        say(&format!("FAILING {}", std::process::id()));
+        bail!("told to fail before becoming ready");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let serving = Serving::start(worker, router())?;
+        let mut user1 = signal(SignalKind::user_defined1())?;
+        tokio::spawn(async move {
+            while user1.recv().await.is_some() {
+                say(&format!("USR1 {}", std::process::id()));
+            }
+        });
+        say(&format!("READY {} {}", worker.index(), std::process::id()));
+        worker.notify_ready()?;
+        serving.until_shutdown(worker).await;
+        Ok(())
+    })
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = parse_args()?;
+    let uris = parse_uris(&args.binds)?;
+    let options = BindOptions {
+        unix_mode: args.unix_mode,
+        ..BindOptions::default()
+    };
+    let sockets = bind(&uris, &options)?;
+    for socket in &sockets {
+        say(&format!("BOUND {}", socket.local_addr()));
+    }
+    let mut prefork = Prefork::new(sockets).workers(args.workers);
+    if let Some(graceful) = args.graceful {
+        prefork = prefork.graceful_timeout(graceful);
+    }
+    if let Some(ready_timeout) = args.ready_timeout {
+        prefork = prefork.ready_timeout(ready_timeout);
+    }
+    let fail_if_exists = args.fail_if_exists;
+    let code =
+        prefork.run(
+            |mut worker| match run_worker(&mut worker, fail_if_exists.as_ref()) {
+                Ok(()) => 0,
+                Err(error) => {
+                    tracing::error!(index = worker.index(), "worker failed: {error:#}");
+                    3
+                }
+            },
+        )?;
+    Ok(code)
+}
