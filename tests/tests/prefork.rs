@@ -403,3 +403,30 @@ async fn sigquit_stops_at_once() {
 async fn a_second_sigint_stops_at_once() {
     stops_at_once(&[Signal::SIGINT, Signal::SIGINT]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_longer_than_the_graceful_timeout_is_cut_off_at_the_deadline() {
+    let graceful = Duration::from_millis(1000);
+    let mut server = Server::start(&["--bind", LOCAL, "--workers", "2", "--graceful-ms", "1000"]);
+    server.wait_ready(2);
+    let slow = tokio::spawn(client(false).get(server.url("/slow?ms=20000")).send());
+    server.wait_event("SLOW", 0);
+    let sent = Instant::now();
+
+    server.signal(Signal::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(5));
+
+    let took = sent.elapsed();
+    assert!(took >= graceful, "stopped before the deadline: {took:?}");
+    assert!(
+        took < graceful + Duration::from_millis(1500),
+        "took {took:?}"
+    );
+    assert!(slow.await.unwrap().is_err(), "the slow request was cut off");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the workers ended their drains themselves"
+    );
+    assert!(server.group_members().is_empty());
+}
