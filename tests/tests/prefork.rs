@@ -186,6 +186,10 @@ fn killing_the_supervisor_takes_the_workers_down_and_frees_the_port() {
         server.group_members().is_empty()
     });
 
+    eprintln!(
+        "workers gone {:?} after the supervisor was killed",
+        killed.elapsed()
+    );
     assert!(gone, "orphans: {:?}", server.group_members());
     assert!(killed.elapsed() <= graceful + Duration::from_secs(1));
     std::net::TcpListener::bind(&addr).expect("the port can be bound again");
@@ -221,11 +225,16 @@ fn fifty_sighups_leave_one_thread_and_the_same_open_files() {
     assert!(eventually(Duration::from_secs(5), at_rest), "never at rest");
     let baseline = fds();
 
+    let started = Instant::now();
     for round in 1..=50 {
         server.signal(Signal::SIGHUP);
         server.wait_ready(2 + 2 * round);
     }
     let settled = eventually(Duration::from_secs(10), at_rest);
+    eprintln!(
+        "50 rolling restarts of 2 workers took {:?}",
+        started.elapsed()
+    );
 
     assert!(settled, "workers: {:?}", server.workers());
     assert_eq!(server.ready.len(), 102);
