@@ -186,6 +186,10 @@ fn killing_the_supervisor_takes_the_workers_down_and_frees_the_port() {
         server.group_members().is_empty()
     });
 
+    eprintln!(
+        "workers gone {:?} after the supervisor was killed",
+        killed.elapsed()
+    );
     assert!(gone, "orphans: {:?}", server.group_members());
     assert!(killed.elapsed() <= graceful + Duration::from_secs(1));
     std::net::TcpListener::bind(&addr).expect("the port can be bound again");
@@ -221,11 +225,16 @@ fn fifty_sighups_leave_one_thread_and_the_same_open_files() {
     assert!(eventually(Duration::from_secs(5), at_rest), "never at rest");
     let baseline = fds();
 
+    let started = Instant::now();
     for round in 1..=50 {
         server.signal(Signal::SIGHUP);
         server.wait_ready(2 + 2 * round);
     }
     let settled = eventually(Duration::from_secs(10), at_rest);
+    eprintln!(
+        "50 rolling restarts of 2 workers took {:?}",
+        started.elapsed()
+    );
 
     assert!(settled, "workers: {:?}", server.workers());
     assert_eq!(server.ready.len(), 102);
@@ -402,4 +411,31 @@ async fn sigquit_stops_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_sigint_stops_at_once() {
     stops_at_once(&[Signal::SIGINT, Signal::SIGINT]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_longer_than_the_graceful_timeout_is_cut_off_at_the_deadline() {
+    let graceful = Duration::from_millis(1000);
+    let mut server = Server::start(&["--bind", LOCAL, "--workers", "2", "--graceful-ms", "1000"]);
+    server.wait_ready(2);
+    let slow = tokio::spawn(client(false).get(server.url("/slow?ms=20000")).send());
+    server.wait_event("SLOW", 0);
+    let sent = Instant::now();
+
+    server.signal(Signal::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(5));
+
+    let took = sent.elapsed();
+    assert!(took >= graceful, "stopped before the deadline: {took:?}");
+    assert!(
+        took < graceful + Duration::from_millis(1500),
+        "took {took:?}"
+    );
+    assert!(slow.await.unwrap().is_err(), "the slow request was cut off");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the workers ended their drains themselves"
+    );
+    assert!(server.group_members().is_empty());
 }

@@ -6,8 +6,9 @@
 //! - forwards SIGUSR1, SIGUSR2 and SIGWINCH to every worker (a worker that does not handle
 //!   SIGUSR1/SIGUSR2 dies of them and is replaced);
 //! - on SIGTERM or SIGINT closes its copies of the sockets, sends the signal to every worker,
-//!   waits up to the graceful timeout, then kills what is left; it exits 0 if every worker
-//!   stopped by itself;
+//!   and kills what is left half a second after the graceful timeout (a worker ends its own
+//!   drain at the graceful timeout); it exits 0 if every worker stopped by itself, 1 if some
+//!   had to be killed;
 //! - on a second SIGINT, or SIGQUIT, kills every worker at once;
 //! - on SIGHUP replaces the workers one slot at a time: a new worker first, the old one is
 //!   stopped only once the new one is ready; a new worker that fails ends the rollout;

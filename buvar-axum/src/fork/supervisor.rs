@@ -23,6 +23,9 @@ use crate::sockets::BoundSocket;
 /// How often the poll loop wakes without events, to run timers.
 const TICK: Duration = Duration::from_millis(50);
 
+/// How long past the graceful timeout a stopping worker has before it is killed.
+const KILL_MARGIN: Duration = Duration::from_millis(500);
+
 /// A forked worker that has not been reaped yet (so its pid is still ours to signal).
 #[derive(Debug)]
 struct Child {
@@ -230,10 +233,11 @@ impl Supervisor {
         tracing::info!(index = child.slot, %pid, "worker ready");
         if let Some(step) = self.step.filter(|step| step.new == pid) {
             self.step = None;
+            let deadline = now + self.kill_after();
             if let Some(old) = self.children.iter_mut().find(|child| child.pid == step.old) {
                 if old.kill_at.is_none() {
                     tracing::info!(index = old.slot, pid = %old.pid, "stopping the replaced worker");
-                    stop_child(old, Signal::SIGTERM, now + self.settings.graceful_timeout);
+                    stop_child(old, Signal::SIGTERM, deadline);
                 }
             }
         }
@@ -385,6 +389,12 @@ impl Supervisor {
         Ok(())
     }
 
+    /// How long after asking a worker to stop it is killed: a worker ends its own drain at
+    /// the graceful timeout, so the margin lets it exit cleanly rather than race the kill.
+    fn kill_after(&self) -> Duration {
+        self.settings.graceful_timeout + KILL_MARGIN
+    }
+
     fn begin_stop(&mut self, signal: Signal) {
         if self.stopping {
             return;
@@ -395,7 +405,7 @@ impl Supervisor {
         // Closing our copies makes the sockets vanish once the workers drop theirs, so new
         // connections are refused instead of queueing for nobody.
         self.sockets.clear();
-        let deadline = Instant::now() + self.settings.graceful_timeout;
+        let deadline = Instant::now() + self.kill_after();
         for child in &mut self.children {
             if child.kill_at.is_none() {
                 stop_child(child, signal, deadline);
