@@ -1,10 +1,62 @@
-//! buvar-axum: pre-forked axum serving on shared sockets.
+//! Pre-forked axum serving on shared sockets, as a buvar plugin.
 //!
-//! - [`sockets`]: socket URIs (`tcp://HOST:PORT`, `unix:///PATH`), bound once with socket2
-//!   (or taken over from systemd socket activation), and tokio listeners over them.
-//! - [`fork`]: a single-threaded supervisor that forks workers onto those sockets, forwards
-//!   signals, replaces crashed workers, restarts them one by one on SIGHUP and stops them
-//!   gracefully.
+//! ```no_run
+//! use axum::{Router, extract::Path, routing::get};
+//! use buvar_axum::{Inject, PrepareExt, Service};
+//! use buvar_kit::{BoxError, Config, Plugin, Prepare};
+//!
+//! #[derive(serde::Deserialize, serde::Serialize)]
+//! struct GreeterConfig { greeting: String }
+//! impl Default for GreeterConfig {
+//!     fn default() -> Self { Self { greeting: "Hello".into() } }
+//! }
+//! buvar_kit::section!(GreeterConfig, "greeter", default);
+//!
+//! struct Greeter { greeting: String }
+//! fn greeter(config: Config<GreeterConfig>) -> Greeter {
+//!     Greeter { greeting: config.greeting.clone() }
+//! }
+//!
+//! async fn greet(Inject(greeter): Inject<Greeter>, Path(name): Path<String>) -> String {
+//!     format!("{}, {name}", greeter.greeting)
+//! }
+//!
+//! async fn app(cx: Prepare) -> Result<(), BoxError> {
+//!     cx.adapters().register_infallible(greeter);
+//!     cx.routes(Router::new().route("/greet/{name}", get(greet)));
+//!     Ok(())
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     Service::new("APP")
+//!         .section::<GreeterConfig>()
+//!         .load(Plugin::new("app", app))
+//!         .run()
+//! }
+//! ```
+//!
+//! | module | concept |
+//! | --- | --- |
+//! | [`Service`] | a service's `main`: flags, config, logging, sockets, pre-fork, stage |
+//! | [`plugin`], [`PrepareExt`] | the server plugin and how plugins contribute routes |
+//! | [`HttpConfig`] | the `[http]` section |
+//! | [`sockets`] | socket URIs, bound once, and listeners over them |
+//! | [`fork`] | the pre-fork supervisor and its workers |
+//! | [`serving`] | serving a router on sockets with a graceful drain |
+//! | [`testing`] | calling the staged router without a socket, or a real server on port 0 |
 
+mod app;
+mod config;
 pub mod fork;
+mod server;
+pub mod serving;
 pub mod sockets;
+pub mod testing;
+
+pub use app::Service;
+pub use buvar_kit::extract::{Component, Config, Inject};
+pub use buvar_kit::{ContextLayer, Jobs};
+pub use config::HttpConfig;
+pub use server::{
+    InheritedSockets, PLUGIN_NAME, PrepareExt, ReadyHook, Readiness, ServerError, plugin, router,
+};

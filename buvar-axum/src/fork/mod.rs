@@ -45,7 +45,7 @@ mod worker;
 use std::{process::ExitCode, time::Duration};
 
 pub use error::ForkError;
-pub use serve::{Serving, serve};
+pub use serve::{drain_on_shutdown, serve};
 pub use worker::{Shutdown, ShutdownWatch, Worker};
 
 use crate::sockets::BoundSocket;

@@ -15,6 +15,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 #[derive(Clone, Default)]
 pub struct Cancel {
     token: CancellationToken,
+    now: CancellationToken,
 }
 
 impl Cancel {
@@ -26,6 +27,18 @@ impl Cancel {
     /// Triggers it: the stage stops its tasks (after the grace period) and tears down.
     pub fn cancel(&self) {
         self.token.cancel();
+    }
+
+    /// Triggers it and skips the grace period: the stage aborts its tasks at once (a second
+    /// stop signal does this).
+    pub fn cancel_now(&self) {
+        self.token.cancel();
+        self.now.cancel();
+    }
+
+    /// Completes once [`Cancel::cancel_now`] was called.
+    pub(crate) fn cancelled_now(&self) -> WaitForCancellationFuture<'_> {
+        self.now.cancelled()
     }
 
     /// Whether it was triggered.

@@ -59,11 +59,12 @@ impl Signals {
     /// `kind` triggers [`Cancel`]; a repeat while cancelling aborts the remaining tasks.
     pub fn cancel_on(self, kind: SignalKind) -> Self {
         self.on(kind, |ctx| {
-            if let Ok(stop) = ctx.get::<Cancel>() {
-                stop.cancel();
-            }
-            if let Ok(force) = ctx.get::<ForceStop>() {
-                force.trigger_if_repeated();
+            if let Ok(cancel) = ctx.get::<Cancel>() {
+                if cancel.is_cancelled() {
+                    cancel.cancel_now();
+                } else {
+                    cancel.cancel();
+                }
             }
         })
     }
@@ -113,21 +114,6 @@ impl Drop for SignalGuard {
     fn drop(&mut self) {
         for listener in &self.listeners {
             listener.abort();
-        }
-    }
-}
-
-/// Aborts the remaining tasks at once: set by a second stop signal.
-#[derive(Default)]
-pub(crate) struct ForceStop {
-    seen: std::sync::atomic::AtomicBool,
-    pub(crate) token: tokio_util::sync::CancellationToken,
-}
-
-impl ForceStop {
-    fn trigger_if_repeated(&self) {
-        if self.seen.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            self.token.cancel();
         }
     }
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::signal::ForceStop;
 use super::task::{TaskOutcome, TaskState};
 use super::{Cancel, Plugin, PluginError, Prepare, Shared, Signals, StageError, lock};
 use crate::config::ConfigSource;
@@ -108,7 +107,6 @@ impl Stage {
         let context = self.context.push();
         let cancel = Cancel::new();
         context.add(cancel.clone());
-        context.add(ForceStop::default());
         let mut loads = self.loads;
         if let Some(source) = self.config {
             match source.plugins() {
@@ -219,11 +217,6 @@ impl Prepared {
 
     async fn run_tasks(&self, tasks: Vec<super::Task>) -> Vec<TaskOutcome> {
         let cancel = self.cancel();
-        let force = self
-            .context()
-            .get::<ForceStop>()
-            .map(|f| f.token.clone())
-            .unwrap_or_default();
         let mut names = Vec::with_capacity(tasks.len());
         let mut critical = Vec::with_capacity(tasks.len());
         let mut states: Vec<Option<TaskState>> = Vec::with_capacity(tasks.len());
@@ -280,7 +273,7 @@ impl Prepared {
                     aborted = true;
                     running.abort_all();
                 }
-                () = force.cancelled(), if !aborted => {
+                () = cancel.cancelled_now(), if !aborted => {
                     tracing::warn!(left = running.len(), "stopping at once; aborting tasks");
                     aborted = true;
                     running.abort_all();

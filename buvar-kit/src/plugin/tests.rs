@@ -392,3 +392,21 @@ async fn plugins_named_in_the_config_are_loaded() {
         "{err}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn cancel_now_aborts_without_waiting_for_the_grace_period() {
+    let plugin = Plugin::new("stubborn", |cx: Prepare| async move {
+        let cancel = cx.cancel();
+        cx.task("stops everything", move |_| async move {
+            cancel.cancel();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            cancel.cancel_now();
+        });
+        cx.task("stubborn", |_| std::future::pending::<()>());
+        Ok::<_, BoxError>(())
+    });
+    let started = tokio::time::Instant::now();
+    let report = quiet().load(plugin).run().await.unwrap();
+    assert!(report.tasks()[1].is_cancelled());
+    assert!(started.elapsed() < Duration::from_secs(60));
+}

@@ -14,7 +14,8 @@ use std::{io::Write, path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::{Context, bail};
 use axum::{Router, extract::Query, routing::get};
 use buvar_axum::{
-    fork::{Prefork, Serving, Worker},
+    fork::{self, Prefork, Worker},
+    serving::{ServeOptions, Serving},
     sockets::{BindOptions, bind, parse_uris},
 };
 use tokio::signal::unix::{SignalKind, signal};
@@ -86,7 +87,9 @@ fn run_worker(worker: &mut Worker, fail_if_exists: Option<&PathBuf>) -> anyhow::
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let serving = Serving::start(worker, router())?;
+        let mut shutdown = worker.watch_shutdown()?;
+        let options = ServeOptions::default().graceful_timeout(worker.graceful_timeout());
+        let serving = Serving::start(worker.take_sockets(), router(), options)?;
         let mut user1 = signal(SignalKind::user_defined1())?;
         tokio::spawn(async move {
             while user1.recv().await.is_some() {
@@ -95,7 +98,7 @@ fn run_worker(worker: &mut Worker, fail_if_exists: Option<&PathBuf>) -> anyhow::
         });
         say(&format!("READY {} {}", worker.index(), std::process::id()));
         worker.notify_ready()?;
-        serving.until_shutdown(worker).await;
+        fork::drain_on_shutdown(worker, &mut shutdown, serving).await;
         Ok(())
     })
 }
