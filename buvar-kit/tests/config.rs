@@ -441,6 +441,23 @@ fn enums_accept_their_variant_names() {
 }
 
 #[test]
+fn bad_enum_values_list_the_variants() {
+    jail(|jail| {
+        jail.set_env("T_BADENUM_LOG_FORMAT", "xml");
+        let error = ConfigSource::new()
+            .env_prefix("T_BADENUM")
+            .load::<LogConfig>()
+            .unwrap_err();
+        assert!(error.is_invalid_value());
+        assert_eq!(
+            error.to_string(),
+            "log.format: expected one of `auto`, `json`, `pretty`, found \"xml\", \
+             from environment variable T_BADENUM_LOG_FORMAT"
+        );
+    });
+}
+
+#[test]
 fn secrets_are_set_from_the_environment() {
     jail(|jail| {
         assert_eq!(
@@ -491,6 +508,25 @@ fn bad_file_value_names_file_and_line() {
                 path.display()
             )
         );
+    });
+}
+
+#[test]
+fn bad_list_item_in_a_file_names_its_line() {
+    jail(|jail| {
+        jail.create_file("app.toml", "[types]\nports = [\n  80,\n  \"x\",\n]\n")
+            .unwrap();
+        let error = ConfigSource::new()
+            .file("app.toml")
+            .unwrap()
+            .load::<Types>()
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.starts_with("types.ports.1: expected u16, found string \"x\""),
+            "{message}"
+        );
+        assert!(message.ends_with("app.toml line 4"), "{message}");
     });
 }
 
@@ -616,6 +652,32 @@ fn root_sections_do_not_report_other_sections_as_unknown() {
         error.to_string().starts_with("stray: unknown key"),
         "{error}"
     );
+}
+
+#[derive(Debug, Deserialize)]
+struct Db {
+    url: String,
+}
+buvar_kit::section!(Db, "db");
+
+#[test]
+fn tables_of_nested_known_sections_are_not_unknown_keys() {
+    let source = ConfigSource::new()
+        .deny_unknown_keys(true)
+        .toml("[db]\nurl = \"pg\"\n[db.replica]\nread_only = true\n[db.stray]\nx = 1")
+        .unwrap();
+    source.register::<Replica>().unwrap();
+    let error = source.load::<Db>().unwrap_err();
+    assert!(
+        error.to_string().starts_with("db.stray: unknown key"),
+        "{error}"
+    );
+    let source = ConfigSource::new()
+        .deny_unknown_keys(true)
+        .toml("[db]\nurl = \"pg\"\n[db.replica]\nread_only = true")
+        .unwrap();
+    source.register::<Replica>().unwrap();
+    assert_eq!(source.load::<Db>().unwrap().url, "pg");
 }
 
 #[test]

@@ -351,7 +351,8 @@ impl ConfigSource {
         let section = focused
             .extract::<T>()
             .map_err(|error| ConfigError::values(error, &path, &env_hint))?;
-        let unknown = unknown_keys(&figment, schema);
+        let sections = self.known_section_paths();
+        let unknown = unknown_keys(&figment, schema, &sections);
         if !unknown.is_empty() {
             if self.inner.deny_unknown_keys {
                 return Err(ConfigError::unknown_keys(unknown));
@@ -361,6 +362,13 @@ impl ConfigSource {
             }
         }
         Ok(section)
+    }
+
+    fn known_section_paths(&self) -> Vec<Vec<String>> {
+        self.known()
+            .values()
+            .map(|known| section_path(known.schema.section))
+            .collect()
     }
 
     /// The layers plus the in-code defaults and environment overrides of `sections`.
@@ -460,9 +468,10 @@ impl ConfigSource {
     pub fn unknown_keys(&self) -> Result<Vec<UnknownKey>, ConfigError> {
         let known: Vec<Arc<Known>> = self.known().values().cloned().collect();
         let figment = self.figment_for(&known)?;
+        let sections = self.known_section_paths();
         Ok(known
             .iter()
-            .flat_map(|known| unknown_keys(&figment, &known.schema))
+            .flat_map(|known| unknown_keys(&figment, &known.schema, &sections))
             .collect())
     }
 
@@ -581,50 +590,69 @@ impl fmt::Display for UnknownKey {
     }
 }
 
-fn unknown_keys(figment: &Figment, schema: &Schema) -> Vec<UnknownKey> {
+/// Keys under `schema`'s section that match none of its fields. Tables that hold another
+/// known section (`[db.replica]` inside `[db]`) are not unknown; at the root, no table is,
+/// since each belongs to some section.
+fn unknown_keys(figment: &Figment, schema: &Schema, sections: &[Vec<String>]) -> Vec<UnknownKey> {
     let path = section_path(schema.section);
     let Ok(value) = figment.find_value(schema.section) else {
         return Vec::new();
     };
-    let mut found = Vec::new();
-    collect_unknown(
+    let mut scan = UnknownScan {
         figment,
-        &value,
-        &schema.tree,
-        &path,
-        path.is_empty(),
-        &mut found,
-    );
-    found
+        sections,
+        found: Vec::new(),
+    };
+    scan.visit(&value, &schema.tree, &path);
+    scan.found
 }
 
-fn collect_unknown(
-    figment: &Figment,
-    value: &Value,
-    node: &Node,
-    path: &[String],
-    at_root: bool,
-    found: &mut Vec<UnknownKey>,
-) {
-    let (Node::Fields(fields), Value::Dict(_, dict)) = (node, value) else {
-        return;
-    };
-    for (key, value) in dict {
-        let mut child = path.to_vec();
-        child.push(key.clone());
-        match fields.get(key) {
-            Some(node) => collect_unknown(figment, value, node, &child, false, found),
-            // At the root, tables belong to other sections and `plugins` to the stage.
-            None if at_root && (matches!(value, Value::Dict(..)) || key == "plugins") => {}
-            None => found.push(UnknownKey {
-                key: child.join("."),
-                origin: figment.get_metadata(value.tag()).map_or_else(
-                    || "an unnamed layer".to_owned(),
-                    |metadata| origin(metadata, &child),
-                ),
-                suggestion: env::closest(key, fields.keys().map(String::as_str)).map(str::to_owned),
-            }),
+struct UnknownScan<'a> {
+    figment: &'a Figment,
+    sections: &'a [Vec<String>],
+    found: Vec<UnknownKey>,
+}
+
+impl UnknownScan<'_> {
+    fn visit(&mut self, value: &Value, node: &Node, path: &[String]) {
+        let (Node::Fields(fields), Value::Dict(_, dict)) = (node, value) else {
+            return;
+        };
+        for (key, value) in dict {
+            let mut child = path.to_vec();
+            child.push(key.clone());
+            match fields.get(key) {
+                Some(node) => self.visit(value, node, &child),
+                None if self.belongs_elsewhere(path, key, value, &child) => {}
+                None => self.found.push(UnknownKey {
+                    key: child.join("."),
+                    origin: self.figment.get_metadata(value.tag()).map_or_else(
+                        || "an unnamed layer".to_owned(),
+                        |metadata| origin(metadata, &child),
+                    ),
+                    suggestion: env::closest(key, fields.keys().map(String::as_str))
+                        .map(str::to_owned),
+                }),
+            }
         }
+    }
+
+    fn belongs_elsewhere(
+        &self,
+        parent: &[String],
+        key: &str,
+        value: &Value,
+        child: &[String],
+    ) -> bool {
+        let is_table = matches!(value, Value::Dict(..));
+        if parent.is_empty() {
+            return is_table || key == "plugins";
+        }
+        is_table
+            && self
+                .sections
+                .iter()
+                .any(|section| section.starts_with(child))
     }
 }
 
