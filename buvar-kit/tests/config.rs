@@ -135,10 +135,13 @@ fn file_named_by_env_is_a_layer() {
 }
 
 #[test]
-fn unset_file_variable_adds_nothing() {
-    jail(|_| {
+fn unset_or_empty_file_variable_adds_nothing() {
+    jail(|jail| {
+        jail.set_env("T_FILE_EMPTY_CONFIG", "");
         let source = ConfigSource::new()
             .file_from_env("T_FILE_UNSET_CONFIG")
+            .unwrap()
+            .file_from_env("T_FILE_EMPTY_CONFIG")
             .unwrap();
         assert!(source.load::<Http>().unwrap_err().is_missing_field());
     });
@@ -584,16 +587,18 @@ fn bad_toml_array_in_env_names_the_variable() {
 
 #[test]
 fn missing_field_names_the_key_and_its_variable() {
-    let error = ConfigSource::new()
-        .env_prefix("APP")
-        .toml("[http]\nhost = \"h\"")
-        .unwrap()
-        .load::<Http>()
-        .unwrap_err();
-    assert!(error.is_missing_field());
-    let message = error.to_string();
-    assert!(message.starts_with("http.port: missing"), "{message}");
-    assert!(message.contains("APP_HTTP_PORT"), "{message}");
+    jail(|_| {
+        let error = ConfigSource::new()
+            .env_prefix("APP")
+            .toml("[http]\nhost = \"h\"")
+            .unwrap()
+            .load::<Http>()
+            .unwrap_err();
+        assert!(error.is_missing_field());
+        let message = error.to_string();
+        assert!(message.starts_with("http.port: missing"), "{message}");
+        assert!(message.contains("APP_HTTP_PORT"), "{message}");
+    });
 }
 
 #[test]
@@ -826,6 +831,36 @@ fn env_help_lists_every_variable_with_type_and_default() {
         ["APP_TYPES_TOKEN", "secret", "string", "default", "***"]
     );
     assert_eq!(text.lines().count(), 9);
+}
+
+#[test]
+fn source_env_help_lists_every_known_section_sorted() {
+    jail(|_| {
+        let source = ConfigSource::new()
+            .env_prefix("APP")
+            .file_from_env("APP_CONFIG")
+            .unwrap();
+        source.register::<Http>().unwrap();
+        source.register::<LogConfig>().unwrap();
+        let help = source.env_help();
+        let names: Vec<&str> = help.vars().iter().map(|var| var.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "APP_CONFIG",
+                "APP_HTTP_HOST",
+                "APP_HTTP_PORT",
+                "APP_LOG_FORMAT",
+                "APP_LOG_LEVEL",
+                "APP_PLUGINS"
+            ]
+        );
+        let format = &help.vars()[3];
+        assert_eq!(
+            (format.key.as_str(), format.default.as_deref()),
+            ("log.format", Some("\"auto\""))
+        );
+    });
 }
 
 #[test]

@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::Section;
 use super::env::{self, EnvSnapshot, EnvWarning};
 use super::error::{ConfigError, origin};
+use super::help::{EnvHelp, EnvVar};
 use super::schema::{Node, Schema, section_path};
 use super::secret::{REDACTED, exposing};
 
@@ -45,7 +46,7 @@ impl Provider for Layer {
 }
 
 /// `["a", "b"]`, `v` -> `{ a = { b = v } }`; an empty path keeps a table as it is.
-fn nest(path: &[String], value: Value) -> Dict {
+pub(crate) fn nest(path: &[String], value: Value) -> Dict {
     let mut value = value;
     for key in path.iter().rev() {
         let mut dict = Dict::new();
@@ -221,14 +222,15 @@ impl ConfigSource {
         self.file_named_by(path.as_ref(), None)
     }
 
-    /// Adds the TOML file named by environment variable `var`, if it is set; a set variable
-    /// naming a missing file is an error that names both.
+    /// Adds the TOML file named by environment variable `var`, if it is set and not empty; a
+    /// variable naming a missing file is an error that names both.
     pub fn file_from_env(self, var: &str) -> Result<Self, ConfigError> {
         let path = std::env::var_os(var);
         let this = self.rebuild(|_, inner| inner.file_vars.push(var.to_owned()));
         match path {
-            Some(path) => this.file_named_by(Path::new(&path), Some(var)),
-            None => Ok(this),
+            // Container set-ups often "unset" a variable by leaving it empty.
+            Some(path) if !path.is_empty() => this.file_named_by(Path::new(&path), Some(var)),
+            _ => Ok(this),
         }
     }
 
@@ -462,6 +464,60 @@ impl ConfigSource {
             names.extend(known.schema.leaves.iter().map(|leaf| leaf.env_name(prefix)));
         }
         env::warnings(&EnvSnapshot::read(prefix), &names, &stems)
+    }
+
+    /// Every environment variable the sections known so far read (loaded or
+    /// [registered](Self::register)), plus `<PREFIX>_PLUGINS`, for an `--env-help` flag.
+    /// Empty without a prefix.
+    ///
+    /// ```
+    /// use buvar_kit::config::ConfigSource;
+    /// use buvar_kit::log::LogConfig;
+    ///
+    /// let source = ConfigSource::new().env_prefix("APP");
+    /// source.register::<LogConfig>()?;
+    /// let names: Vec<String> = source.env_help().vars().iter().map(|var| var.name.clone()).collect();
+    /// assert_eq!(names, ["APP_LOG_FORMAT", "APP_LOG_LEVEL", "APP_PLUGINS"]);
+    /// # Ok::<(), buvar_kit::config::ConfigError>(())
+    /// ```
+    pub fn env_help(&self) -> EnvHelp {
+        let Some(prefix) = &self.inner.prefix else {
+            return EnvHelp::of([], "");
+        };
+        let known: Vec<Arc<Known>> = self.known().values().cloned().collect();
+        let defaults: Vec<Option<Value>> = known
+            .iter()
+            .map(|known| {
+                known
+                    .defaults
+                    .as_ref()
+                    .map(|layer| Value::from(layer.data.clone()))
+            })
+            .collect();
+        let mut help = EnvHelp::of(
+            known
+                .iter()
+                .zip(&defaults)
+                .map(|(known, defaults)| (&known.schema, defaults.as_ref())),
+            prefix,
+        );
+        let plugins = plugins_leaf();
+        help.push(EnvVar {
+            name: plugins.env_name(prefix),
+            key: plugins.key(),
+            type_label: plugins.type_label(),
+            default: None,
+        });
+        for var in &self.inner.file_vars {
+            help.push(EnvVar {
+                name: var.clone(),
+                key: "(config file)".to_owned(),
+                type_label: "path".to_owned(),
+                default: None,
+            });
+        }
+        help.sort();
+        help
     }
 
     /// Keys that match no field of their section, for every section known so far.
