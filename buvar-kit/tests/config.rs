@@ -135,10 +135,13 @@ fn file_named_by_env_is_a_layer() {
 }
 
 #[test]
-fn unset_file_variable_adds_nothing() {
-    jail(|_| {
+fn unset_or_empty_file_variable_adds_nothing() {
+    jail(|jail| {
+        jail.set_env("T_FILE_EMPTY_CONFIG", "");
         let source = ConfigSource::new()
             .file_from_env("T_FILE_UNSET_CONFIG")
+            .unwrap()
+            .file_from_env("T_FILE_EMPTY_CONFIG")
             .unwrap();
         assert!(source.load::<Http>().unwrap_err().is_missing_field());
     });
@@ -441,6 +444,23 @@ fn enums_accept_their_variant_names() {
 }
 
 #[test]
+fn bad_enum_values_list_the_variants() {
+    jail(|jail| {
+        jail.set_env("T_BADENUM_LOG_FORMAT", "xml");
+        let error = ConfigSource::new()
+            .env_prefix("T_BADENUM")
+            .load::<LogConfig>()
+            .unwrap_err();
+        assert!(error.is_invalid_value());
+        assert_eq!(
+            error.to_string(),
+            "log.format: expected one of `auto`, `json`, `pretty`, found \"xml\", \
+             from environment variable T_BADENUM_LOG_FORMAT"
+        );
+    });
+}
+
+#[test]
 fn secrets_are_set_from_the_environment() {
     jail(|jail| {
         assert_eq!(
@@ -491,6 +511,25 @@ fn bad_file_value_names_file_and_line() {
                 path.display()
             )
         );
+    });
+}
+
+#[test]
+fn bad_list_item_in_a_file_names_its_line() {
+    jail(|jail| {
+        jail.create_file("app.toml", "[types]\nports = [\n  80,\n  \"x\",\n]\n")
+            .unwrap();
+        let error = ConfigSource::new()
+            .file("app.toml")
+            .unwrap()
+            .load::<Types>()
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.starts_with("types.ports.1: expected u16, found string \"x\""),
+            "{message}"
+        );
+        assert!(message.ends_with("app.toml line 4"), "{message}");
     });
 }
 
@@ -548,16 +587,18 @@ fn bad_toml_array_in_env_names_the_variable() {
 
 #[test]
 fn missing_field_names_the_key_and_its_variable() {
-    let error = ConfigSource::new()
-        .env_prefix("APP")
-        .toml("[http]\nhost = \"h\"")
-        .unwrap()
-        .load::<Http>()
-        .unwrap_err();
-    assert!(error.is_missing_field());
-    let message = error.to_string();
-    assert!(message.starts_with("http.port: missing"), "{message}");
-    assert!(message.contains("APP_HTTP_PORT"), "{message}");
+    jail(|_| {
+        let error = ConfigSource::new()
+            .env_prefix("APP")
+            .toml("[http]\nhost = \"h\"")
+            .unwrap()
+            .load::<Http>()
+            .unwrap_err();
+        assert!(error.is_missing_field());
+        let message = error.to_string();
+        assert!(message.starts_with("http.port: missing"), "{message}");
+        assert!(message.contains("APP_HTTP_PORT"), "{message}");
+    });
 }
 
 #[test]
@@ -616,6 +657,32 @@ fn root_sections_do_not_report_other_sections_as_unknown() {
         error.to_string().starts_with("stray: unknown key"),
         "{error}"
     );
+}
+
+#[derive(Debug, Deserialize)]
+struct Db {
+    url: String,
+}
+buvar_kit::section!(Db, "db");
+
+#[test]
+fn tables_of_nested_known_sections_are_not_unknown_keys() {
+    let source = ConfigSource::new()
+        .deny_unknown_keys(true)
+        .toml("[db]\nurl = \"pg\"\n[db.replica]\nread_only = true\n[db.stray]\nx = 1")
+        .unwrap();
+    source.register::<Replica>().unwrap();
+    let error = source.load::<Db>().unwrap_err();
+    assert!(
+        error.to_string().starts_with("db.stray: unknown key"),
+        "{error}"
+    );
+    let source = ConfigSource::new()
+        .deny_unknown_keys(true)
+        .toml("[db]\nurl = \"pg\"\n[db.replica]\nread_only = true")
+        .unwrap();
+    source.register::<Replica>().unwrap();
+    assert_eq!(source.load::<Db>().unwrap().url, "pg");
 }
 
 #[test]
@@ -764,6 +831,36 @@ fn env_help_lists_every_variable_with_type_and_default() {
         ["APP_TYPES_TOKEN", "secret", "string", "default", "***"]
     );
     assert_eq!(text.lines().count(), 9);
+}
+
+#[test]
+fn source_env_help_lists_every_known_section_sorted() {
+    jail(|_| {
+        let source = ConfigSource::new()
+            .env_prefix("APP")
+            .file_from_env("APP_CONFIG")
+            .unwrap();
+        source.register::<Http>().unwrap();
+        source.register::<LogConfig>().unwrap();
+        let help = source.env_help();
+        let names: Vec<&str> = help.vars().iter().map(|var| var.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "APP_CONFIG",
+                "APP_HTTP_HOST",
+                "APP_HTTP_PORT",
+                "APP_LOG_FORMAT",
+                "APP_LOG_LEVEL",
+                "APP_PLUGINS"
+            ]
+        );
+        let format = &help.vars()[3];
+        assert_eq!(
+            (format.key.as_str(), format.default.as_deref()),
+            ("log.format", Some("\"auto\""))
+        );
+    });
 }
 
 #[test]

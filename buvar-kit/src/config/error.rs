@@ -373,7 +373,11 @@ fn line_of(file: &Path, path: &[String]) -> Option<usize> {
     let document = toml_edit::ImDocument::parse(text.as_str()).ok()?;
     let mut item = document.as_item();
     for key in path {
-        item = item.get(key.as_str())?;
+        // figment names list items by their index.
+        item = match key.parse::<usize>() {
+            Ok(index) if item.is_array() || item.is_array_of_tables() => item.get(index)?,
+            _ => item.get(key.as_str())?,
+        };
     }
     let span = item.span()?;
     Some(line_column(&text, span.start).0)

@@ -5,8 +5,9 @@ use std::fmt;
 use figment::value::Value;
 
 use super::Section;
-use super::schema::{Schema, section_path};
+use super::schema::{Leaf, Schema, section_path};
 use super::secret::REDACTED;
+use super::source::nest;
 
 /// One variable a section reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,7 +35,8 @@ pub struct EnvVar {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnvHelp {
     vars: Vec<EnvVar>,
-    problem: Option<String>,
+    /// Section types whose variables could not be listed, and why.
+    problems: Vec<String>,
 }
 
 impl EnvHelp {
@@ -46,8 +48,11 @@ impl EnvHelp {
 
 impl fmt::Display for EnvHelp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(problem) = &self.problem {
-            return writeln!(f, "(environment variables unavailable: {problem})");
+        for problem in &self.problems {
+            writeln!(
+                f,
+                "(some environment variables cannot be listed: {problem})"
+            )?;
         }
         let name_width = self
             .vars
@@ -78,47 +83,69 @@ impl fmt::Display for EnvHelp {
 
 /// Lists every environment variable section `T` reads with prefix `prefix`, with its type and
 /// its in-code default (from `section!(T, "name", default)`).
+/// [`ConfigSource::env_help`](super::ConfigSource::env_help) lists them for every known section.
 pub fn env_help<T: Section>(prefix: &str) -> EnvHelp {
-    let prefix = prefix.trim_end_matches('_');
     let schema = Schema::of::<T>();
-    let defaults = match T::defaults() {
-        Ok(defaults) => defaults.map(Value::from),
-        Err(error) => {
-            return EnvHelp {
-                vars: Vec::new(),
-                problem: Some(error.to_string()),
-            };
+    match T::defaults() {
+        Ok(defaults) => {
+            let defaults = defaults
+                .map(|dict| Value::from(nest(&section_path(T::SECTION), Value::from(dict))));
+            EnvHelp::of([(&schema, defaults.as_ref())], prefix)
         }
-    };
-    let skip = section_path(T::SECTION).len();
-    let vars = schema
-        .leaves
-        .iter()
-        .map(|leaf| {
-            let default = defaults.as_ref().and_then(|defaults| {
-                let relative = leaf.path.get(skip..).unwrap_or_default().join(".");
-                let value = defaults.find_ref(&relative)?;
-                if matches!(value, Value::Empty(..)) {
-                    return None;
-                }
-                Some(if leaf.secret {
-                    REDACTED.to_owned()
-                } else {
-                    toml_text(value)
-                })
-            });
-            EnvVar {
+        Err(error) => EnvHelp {
+            vars: Vec::new(),
+            problems: vec![error.to_string()],
+        },
+    }
+}
+
+impl EnvHelp {
+    /// Help for sections given with their defaults (nested from the config root).
+    pub(crate) fn of<'a>(
+        sections: impl IntoIterator<Item = (&'a Schema, Option<&'a Value>)>,
+        prefix: &str,
+    ) -> Self {
+        let prefix = prefix.trim_end_matches('_');
+        let mut help = Self {
+            vars: Vec::new(),
+            problems: Vec::new(),
+        };
+        for (schema, defaults) in sections {
+            if let Some(problem) = &schema.problem {
+                help.problems
+                    .push(format!("{}: {problem}", schema.type_name));
+            }
+            help.vars.extend(schema.leaves.iter().map(|leaf| EnvVar {
                 name: leaf.env_name(prefix),
                 key: leaf.key(),
                 type_label: leaf.type_label(),
-                default,
-            }
-        })
-        .collect();
-    EnvHelp {
-        vars,
-        problem: schema.problem,
+                default: defaults.and_then(|defaults| default_text(defaults, leaf)),
+            }));
+        }
+        help
     }
+
+    /// Orders the variables by name, for listing many sections together.
+    pub(crate) fn sort(&mut self) {
+        self.vars.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
+    /// Adds a variable that is not a section field.
+    pub(crate) fn push(&mut self, var: EnvVar) {
+        self.vars.push(var);
+    }
+}
+
+fn default_text(defaults: &Value, leaf: &Leaf) -> Option<String> {
+    let value = defaults.find_ref(&leaf.key())?;
+    if matches!(value, Value::Empty(..)) {
+        return None;
+    }
+    Some(if leaf.secret {
+        REDACTED.to_owned()
+    } else {
+        toml_text(value)
+    })
 }
 
 /// A value in TOML syntax, as a user would write it.

@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::Section;
 use super::env::{self, EnvSnapshot, EnvWarning};
 use super::error::{ConfigError, origin};
+use super::help::{EnvHelp, EnvVar};
 use super::schema::{Node, Schema, section_path};
 use super::secret::{REDACTED, exposing};
 
@@ -45,7 +46,7 @@ impl Provider for Layer {
 }
 
 /// `["a", "b"]`, `v` -> `{ a = { b = v } }`; an empty path keeps a table as it is.
-fn nest(path: &[String], value: Value) -> Dict {
+pub(crate) fn nest(path: &[String], value: Value) -> Dict {
     let mut value = value;
     for key in path.iter().rev() {
         let mut dict = Dict::new();
@@ -221,14 +222,15 @@ impl ConfigSource {
         self.file_named_by(path.as_ref(), None)
     }
 
-    /// Adds the TOML file named by environment variable `var`, if it is set; a set variable
-    /// naming a missing file is an error that names both.
+    /// Adds the TOML file named by environment variable `var`, if it is set and not empty; a
+    /// variable naming a missing file is an error that names both.
     pub fn file_from_env(self, var: &str) -> Result<Self, ConfigError> {
         let path = std::env::var_os(var);
         let this = self.rebuild(|_, inner| inner.file_vars.push(var.to_owned()));
         match path {
-            Some(path) => this.file_named_by(Path::new(&path), Some(var)),
-            None => Ok(this),
+            // Container set-ups often "unset" a variable by leaving it empty.
+            Some(path) if !path.is_empty() => this.file_named_by(Path::new(&path), Some(var)),
+            _ => Ok(this),
         }
     }
 
@@ -351,7 +353,8 @@ impl ConfigSource {
         let section = focused
             .extract::<T>()
             .map_err(|error| ConfigError::values(error, &path, &env_hint))?;
-        let unknown = unknown_keys(&figment, schema);
+        let sections = self.known_section_paths();
+        let unknown = unknown_keys(&figment, schema, &sections);
         if !unknown.is_empty() {
             if self.inner.deny_unknown_keys {
                 return Err(ConfigError::unknown_keys(unknown));
@@ -361,6 +364,13 @@ impl ConfigSource {
             }
         }
         Ok(section)
+    }
+
+    fn known_section_paths(&self) -> Vec<Vec<String>> {
+        self.known()
+            .values()
+            .map(|known| section_path(known.schema.section))
+            .collect()
     }
 
     /// The layers plus the in-code defaults and environment overrides of `sections`.
@@ -456,13 +466,68 @@ impl ConfigSource {
         env::warnings(&EnvSnapshot::read(prefix), &names, &stems)
     }
 
+    /// Every environment variable the sections known so far read (loaded or
+    /// [registered](Self::register)), plus `<PREFIX>_PLUGINS`, for an `--env-help` flag.
+    /// Empty without a prefix.
+    ///
+    /// ```
+    /// use buvar_kit::config::ConfigSource;
+    /// use buvar_kit::log::LogConfig;
+    ///
+    /// let source = ConfigSource::new().env_prefix("APP");
+    /// source.register::<LogConfig>()?;
+    /// let names: Vec<String> = source.env_help().vars().iter().map(|var| var.name.clone()).collect();
+    /// assert_eq!(names, ["APP_LOG_FORMAT", "APP_LOG_LEVEL", "APP_PLUGINS"]);
+    /// # Ok::<(), buvar_kit::config::ConfigError>(())
+    /// ```
+    pub fn env_help(&self) -> EnvHelp {
+        let Some(prefix) = &self.inner.prefix else {
+            return EnvHelp::of([], "");
+        };
+        let known: Vec<Arc<Known>> = self.known().values().cloned().collect();
+        let defaults: Vec<Option<Value>> = known
+            .iter()
+            .map(|known| {
+                known
+                    .defaults
+                    .as_ref()
+                    .map(|layer| Value::from(layer.data.clone()))
+            })
+            .collect();
+        let mut help = EnvHelp::of(
+            known
+                .iter()
+                .zip(&defaults)
+                .map(|(known, defaults)| (&known.schema, defaults.as_ref())),
+            prefix,
+        );
+        let plugins = plugins_leaf();
+        help.push(EnvVar {
+            name: plugins.env_name(prefix),
+            key: plugins.key(),
+            type_label: plugins.type_label(),
+            default: None,
+        });
+        for var in &self.inner.file_vars {
+            help.push(EnvVar {
+                name: var.clone(),
+                key: "(config file)".to_owned(),
+                type_label: "path".to_owned(),
+                default: None,
+            });
+        }
+        help.sort();
+        help
+    }
+
     /// Keys that match no field of their section, for every section known so far.
     pub fn unknown_keys(&self) -> Result<Vec<UnknownKey>, ConfigError> {
         let known: Vec<Arc<Known>> = self.known().values().cloned().collect();
         let figment = self.figment_for(&known)?;
+        let sections = self.known_section_paths();
         Ok(known
             .iter()
-            .flat_map(|known| unknown_keys(&figment, &known.schema))
+            .flat_map(|known| unknown_keys(&figment, &known.schema, &sections))
             .collect())
     }
 
@@ -581,50 +646,69 @@ impl fmt::Display for UnknownKey {
     }
 }
 
-fn unknown_keys(figment: &Figment, schema: &Schema) -> Vec<UnknownKey> {
+/// Keys under `schema`'s section that match none of its fields. Tables that hold another
+/// known section (`[db.replica]` inside `[db]`) are not unknown; at the root, no table is,
+/// since each belongs to some section.
+fn unknown_keys(figment: &Figment, schema: &Schema, sections: &[Vec<String>]) -> Vec<UnknownKey> {
     let path = section_path(schema.section);
     let Ok(value) = figment.find_value(schema.section) else {
         return Vec::new();
     };
-    let mut found = Vec::new();
-    collect_unknown(
+    let mut scan = UnknownScan {
         figment,
-        &value,
-        &schema.tree,
-        &path,
-        path.is_empty(),
-        &mut found,
-    );
-    found
+        sections,
+        found: Vec::new(),
+    };
+    scan.visit(&value, &schema.tree, &path);
+    scan.found
 }
 
-fn collect_unknown(
-    figment: &Figment,
-    value: &Value,
-    node: &Node,
-    path: &[String],
-    at_root: bool,
-    found: &mut Vec<UnknownKey>,
-) {
-    let (Node::Fields(fields), Value::Dict(_, dict)) = (node, value) else {
-        return;
-    };
-    for (key, value) in dict {
-        let mut child = path.to_vec();
-        child.push(key.clone());
-        match fields.get(key) {
-            Some(node) => collect_unknown(figment, value, node, &child, false, found),
-            // At the root, tables belong to other sections and `plugins` to the stage.
-            None if at_root && (matches!(value, Value::Dict(..)) || key == "plugins") => {}
-            None => found.push(UnknownKey {
-                key: child.join("."),
-                origin: figment.get_metadata(value.tag()).map_or_else(
-                    || "an unnamed layer".to_owned(),
-                    |metadata| origin(metadata, &child),
-                ),
-                suggestion: env::closest(key, fields.keys().map(String::as_str)).map(str::to_owned),
-            }),
+struct UnknownScan<'a> {
+    figment: &'a Figment,
+    sections: &'a [Vec<String>],
+    found: Vec<UnknownKey>,
+}
+
+impl UnknownScan<'_> {
+    fn visit(&mut self, value: &Value, node: &Node, path: &[String]) {
+        let (Node::Fields(fields), Value::Dict(_, dict)) = (node, value) else {
+            return;
+        };
+        for (key, value) in dict {
+            let mut child = path.to_vec();
+            child.push(key.clone());
+            match fields.get(key) {
+                Some(node) => self.visit(value, node, &child),
+                None if self.belongs_elsewhere(path, key, value, &child) => {}
+                None => self.found.push(UnknownKey {
+                    key: child.join("."),
+                    origin: self.figment.get_metadata(value.tag()).map_or_else(
+                        || "an unnamed layer".to_owned(),
+                        |metadata| origin(metadata, &child),
+                    ),
+                    suggestion: env::closest(key, fields.keys().map(String::as_str))
+                        .map(str::to_owned),
+                }),
+            }
         }
+    }
+
+    fn belongs_elsewhere(
+        &self,
+        parent: &[String],
+        key: &str,
+        value: &Value,
+        child: &[String],
+    ) -> bool {
+        let is_table = matches!(value, Value::Dict(..));
+        if parent.is_empty() {
+            return is_table || key == "plugins";
+        }
+        is_table
+            && self
+                .sections
+                .iter()
+                .any(|section| section.starts_with(child))
     }
 }
 
