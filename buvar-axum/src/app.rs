@@ -179,7 +179,8 @@ impl Service {
             return Ok(self.check(source));
         }
         let uris = http.socket_uris().map_err(|e| e.to_string())?;
-        let sockets = crate::sockets::bind(&uris, &http.bind_options()).map_err(|e| e.to_string())?;
+        let sockets =
+            crate::sockets::bind(&uris, &http.bind_options()).map_err(|e| e.to_string())?;
         let plugins = Arc::new(self);
         Prefork::new(sockets)
             .workers(http.forks)

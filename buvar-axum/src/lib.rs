@@ -58,5 +58,5 @@ pub use buvar_kit::extract::{Component, Config, Inject};
 pub use buvar_kit::{ContextLayer, Jobs};
 pub use config::HttpConfig;
 pub use server::{
-    InheritedSockets, PLUGIN_NAME, PrepareExt, ReadyHook, Readiness, ServerError, plugin, router,
+    InheritedSockets, PLUGIN_NAME, PrepareExt, Readiness, ReadyHook, ServerError, plugin, router,
 };

@@ -109,7 +109,7 @@ impl Supervisor {
     where
         F: Fn(Worker) -> i32,
     {
-        tracing::info!(workers = self.slots.len(), pid = %self.pid, "supervisor starting");
+        tracing::info!(workers = self.slots.len(), "supervisor starting");
         for slot in 0..self.slots.len() {
             self.spawn(slot, work)?;
         }
@@ -230,13 +230,13 @@ impl Supervisor {
         };
         child.ready_at = Some(now);
         self.ever_ready = true;
-        tracing::info!(index = child.slot, %pid, "worker ready");
+        tracing::info!(index = child.slot, worker_pid = %pid, "worker ready");
         if let Some(step) = self.step.filter(|step| step.new == pid) {
             self.step = None;
             let deadline = now + self.kill_after();
             if let Some(old) = self.children.iter_mut().find(|child| child.pid == step.old) {
                 if old.kill_at.is_none() {
-                    tracing::info!(index = old.slot, pid = %old.pid, "stopping the replaced worker");
+                    tracing::info!(index = old.slot, worker_pid = %old.pid, "stopping the replaced worker");
                     stop_child(old, Signal::SIGTERM, deadline);
                 }
             }
@@ -267,11 +267,11 @@ impl Supervisor {
         let child = self.children.swap_remove(at);
         let index = child.slot;
         if child.kill_at.is_some() {
-            tracing::info!(index, %pid, "worker {how} after being asked to stop");
+            tracing::info!(index, worker_pid = %pid, "worker {how} after being asked to stop");
             return;
         }
         if self.stopping {
-            tracing::info!(index, %pid, "worker {how} while stopping");
+            tracing::info!(index, worker_pid = %pid, "worker {how} while stopping");
             return;
         }
         let why = if child.missed_readiness {
@@ -279,15 +279,15 @@ impl Supervisor {
         } else {
             "unexpectedly"
         };
-        tracing::warn!(index, %pid, "worker {how}: {why}");
+        tracing::warn!(index, worker_pid = %pid, "worker {how}: {why}");
         if self.step.is_some_and(|step| step.new == pid) {
-            tracing::error!(index, %pid, "rolling restart aborted: the new worker failed; keeping the old workers");
+            tracing::error!(index, worker_pid = %pid, "rolling restart aborted: the new worker failed; keeping the old workers");
             self.step = None;
             self.rolling = false;
             return;
         }
         if !self.ever_ready {
-            tracing::error!(index, %pid, "no worker ever became ready; stopping");
+            tracing::error!(index, worker_pid = %pid, "no worker ever became ready; stopping");
             self.never_ready = Some((index, how));
             self.begin_stop(Signal::SIGTERM);
             return;
@@ -317,7 +317,7 @@ impl Supervisor {
                 continue;
             }
             if child.kill_at.is_some_and(|at| at <= now) {
-                tracing::warn!(index = child.slot, pid = %child.pid, "graceful timeout passed; killing the worker");
+                tracing::warn!(index = child.slot, worker_pid = %child.pid, "graceful timeout passed; killing the worker");
                 signal_child(child, Signal::SIGKILL);
                 child.killed = true;
                 self.forced = true;
@@ -325,7 +325,7 @@ impl Supervisor {
                 && child.ready_at.is_none()
                 && now.duration_since(child.spawned) >= self.settings.ready_timeout
             {
-                tracing::warn!(index = child.slot, pid = %child.pid, "worker not ready in time; killing it");
+                tracing::warn!(index = child.slot, worker_pid = %child.pid, "worker not ready in time; killing it");
                 signal_child(child, Signal::SIGKILL);
                 child.killed = true;
                 child.missed_readiness = true;
@@ -435,7 +435,7 @@ impl Supervisor {
         match unsafe { fork() }.map_err(ForkError::sys("fork"))? {
             ForkResult::Parent { child } => {
                 drop(ready_write);
-                tracing::info!(index = slot, pid = %child, "worker started");
+                tracing::info!(index = slot, worker_pid = %child, "worker started");
                 self.children.push(Child {
                     pid: child,
                     slot,
@@ -520,6 +520,6 @@ fn stop_child(child: &mut Child, signal: Signal, deadline: Instant) {
 /// Signals a worker that has not been reaped, so its pid cannot belong to anyone else.
 fn signal_child(child: &Child, signal: Signal) {
     if let Err(errno) = kill(child.pid, signal) {
-        tracing::warn!(pid = %child.pid, %signal, %errno, "cannot signal worker");
+        tracing::warn!(worker_pid = %child.pid, %signal, %errno, "cannot signal worker");
     }
 }

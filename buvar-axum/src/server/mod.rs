@@ -43,7 +43,9 @@ pub fn plugin() -> Plugin {
 async fn prepare(cx: Prepare) -> Result<(), BoxError> {
     let http = http_config(cx.context())?;
     let readiness = cx.context().add(Readiness::default());
-    cx.task("http server", move |ctx: Context| serve(ctx, http, readiness));
+    cx.task("http server", move |ctx: Context| {
+        serve(ctx, http, readiness)
+    });
     Ok(())
 }
 
@@ -263,4 +265,3 @@ async fn serve(
 pub(crate) fn stage_grace(http: &HttpConfig) -> Duration {
     http.graceful_timeout() + Duration::from_secs(1)
 }
-
