@@ -60,3 +60,8 @@ pub use config::HttpConfig;
 pub use server::{
     InheritedSockets, PLUGIN_NAME, PrepareExt, Readiness, ReadyHook, ServerError, plugin, router,
 };
+
+/// The README's code, compiled as a doc test so it cannot rot.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
