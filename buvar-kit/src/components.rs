@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwapOption;
 
@@ -57,9 +58,15 @@ pub struct Context {
 struct Node {
     parent: Option<Context>,
     entries: ArcSwapOption<Entries>,
+    /// Set once the layer holds anything: most request layers stay empty, and skipping them
+    /// costs one atomic load instead of an `ArcSwap` load.
+    filled: AtomicBool,
 }
 
-type Entries = HashMap<TypeId, Slot, BuildHasherDefault<TypeIdHasher>>;
+type Entries = HashMap<TypeId, Slot, TypeIdBuildHasher>;
+
+/// A `HashMap` hasher for `TypeId` keys.
+pub(crate) type TypeIdBuildHasher = BuildHasherDefault<TypeIdHasher>;
 
 /// The components of one type in one layer.
 #[derive(Clone)]
@@ -83,6 +90,7 @@ impl Context {
             node: Arc::new(Node {
                 parent: Some(self.clone()),
                 entries: ArcSwapOption::empty(),
+                filled: AtomicBool::new(false),
             }),
         }
     }
@@ -135,6 +143,16 @@ impl Context {
             }
             Some(Arc::new(entries))
         });
+        self.node.filled.store(true, Ordering::Release);
+    }
+
+    /// This layer's own entries, if it has any.
+    #[inline]
+    fn entries(&self) -> Option<arc_swap::Guard<Option<Arc<Entries>>>> {
+        self.node
+            .filled
+            .load(Ordering::Acquire)
+            .then(|| self.node.entries.load())
     }
 
     /// The unnamed component of type `T`, from this layer or the nearest parent that has one.
@@ -187,8 +205,12 @@ impl Context {
         let key = TypeId::of::<T>();
         let mut layer = Some(self);
         while let Some(context) = layer {
-            let entries = context.node.entries.load();
-            if let Some(slot) = entries.as_deref().and_then(|entries| entries.get(&key)) {
+            let entries = context.entries();
+            if let Some(slot) = entries
+                .as_ref()
+                .and_then(|entries| entries.as_deref())
+                .and_then(|entries| entries.get(&key))
+            {
                 let stored = match name {
                     None => slot.unnamed.as_ref(),
                     Some(name) => slot
@@ -285,7 +307,7 @@ impl ComponentError {
 /// `TypeId` is already a hash; hashing it again with SipHash would only cost time on every
 /// lookup.
 #[derive(Default)]
-struct TypeIdHasher(u64);
+pub(crate) struct TypeIdHasher(u64);
 
 impl Hasher for TypeIdHasher {
     fn write(&mut self, bytes: &[u8]) {

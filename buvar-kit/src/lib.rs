@@ -68,5 +68,5 @@ pub use plugin::{Cancel, Plugin, Prepare, Stage};
 /// A boxed error, as plugins, tasks and adapters return them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-pub(crate) type BoxFuture<T> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
+pub(crate) type BoxFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

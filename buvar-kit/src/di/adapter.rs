@@ -16,7 +16,10 @@ pub trait AdapterFn<Args, M>: Clone + Send + Sync + 'static {
 
     /// Resolves the arguments and calls the function.
     #[doc(hidden)]
-    fn make_stored(&self, resolver: Resolver) -> BoxFuture<Result<Stored, ResolveError>>;
+    fn make_stored<'a>(
+        &self,
+        resolver: Resolver<'a>,
+    ) -> BoxFuture<'a, Result<Stored, ResolveError>>;
 }
 
 /// Marks a sync adapter.
@@ -36,7 +39,7 @@ fn requirements(each: &[Option<Requirement>]) -> Vec<Requirement> {
     each.iter().flatten().cloned().collect()
 }
 
-fn failed<F>(resolver: &Resolver, err: impl Into<BoxError>) -> ResolveError {
+fn failed<F>(resolver: &Resolver<'_>, err: impl Into<BoxError>) -> ResolveError {
     resolver.adapter_failed(std::any::type_name::<F>(), err.into())
 }
 
@@ -56,7 +59,7 @@ macro_rules! impl_adapter_fn {
             }
 
             #[allow(unused_variables)]
-            fn make_stored(&self, resolver: Resolver) -> BoxFuture<Result<Stored, ResolveError>> {
+            fn make_stored<'a>(&self, resolver: Resolver<'a>) -> BoxFuture<'a, Result<Stored, ResolveError>> {
                 let f = self.clone();
                 Box::pin(async move {
                     $(let $a = $A::resolve(&resolver).await?;)*
@@ -82,7 +85,7 @@ macro_rules! impl_adapter_fn {
             }
 
             #[allow(unused_variables)]
-            fn make_stored(&self, resolver: Resolver) -> BoxFuture<Result<Stored, ResolveError>> {
+            fn make_stored<'a>(&self, resolver: Resolver<'a>) -> BoxFuture<'a, Result<Stored, ResolveError>> {
                 let f = self.clone();
                 Box::pin(async move {
                     $(let $a = $A::resolve(&resolver).await?;)*
@@ -106,7 +109,7 @@ macro_rules! impl_adapter_fn {
             }
 
             #[allow(unused_variables)]
-            fn make_stored(&self, resolver: Resolver) -> BoxFuture<Result<Stored, ResolveError>> {
+            fn make_stored<'a>(&self, resolver: Resolver<'a>) -> BoxFuture<'a, Result<Stored, ResolveError>> {
                 let f = self.clone();
                 Box::pin(async move {
                     $(let $a = $A::resolve(&resolver).await?;)*
@@ -132,7 +135,7 @@ macro_rules! impl_adapter_fn {
             }
 
             #[allow(unused_variables)]
-            fn make_stored(&self, resolver: Resolver) -> BoxFuture<Result<Stored, ResolveError>> {
+            fn make_stored<'a>(&self, resolver: Resolver<'a>) -> BoxFuture<'a, Result<Stored, ResolveError>> {
                 let f = self.clone();
                 Box::pin(async move {
                     $(let $a = $A::resolve(&resolver).await?;)*

@@ -17,7 +17,7 @@ use crate::config::{ConfigError, ConfigSource, Section};
 /// (the resolving context itself) and [`Config<T>`](crate::Config) (a typed config section).
 pub trait Dependency: Sized + Send + 'static {
     /// Resolves the value.
-    fn resolve(resolver: &Resolver) -> impl Future<Output = Result<Self, ResolveError>> + Send;
+    fn resolve(resolver: &Resolver<'_>) -> impl Future<Output = Result<Self, ResolveError>> + Send;
 
     /// What this dependency needs, for [`Adapters::validate`](super::Adapters::validate) and the
     /// graph; `None` for what is always there.
@@ -25,7 +25,7 @@ pub trait Dependency: Sized + Send + 'static {
 }
 
 impl<T: Send + Sync + 'static> Dependency for Arc<T> {
-    fn resolve(resolver: &Resolver) -> impl Future<Output = Result<Self, ResolveError>> + Send {
+    fn resolve(resolver: &Resolver<'_>) -> impl Future<Output = Result<Self, ResolveError>> + Send {
         resolver.resolve::<T>(None)
     }
 
@@ -35,7 +35,7 @@ impl<T: Send + Sync + 'static> Dependency for Arc<T> {
 }
 
 impl<D: Dependency> Dependency for Option<D> {
-    async fn resolve(resolver: &Resolver) -> Result<Self, ResolveError> {
+    async fn resolve(resolver: &Resolver<'_>) -> Result<Self, ResolveError> {
         match D::resolve(resolver).await {
             Ok(value) => Ok(Some(value)),
             // Only "nothing provides it" means absent; a failing adapter or a cycle is a bug the
@@ -54,7 +54,7 @@ impl<D: Dependency> Dependency for Option<D> {
 }
 
 impl Dependency for Context {
-    async fn resolve(resolver: &Resolver) -> Result<Self, ResolveError> {
+    async fn resolve(resolver: &Resolver<'_>) -> Result<Self, ResolveError> {
         Ok(resolver.context().clone())
     }
 
@@ -141,7 +141,7 @@ impl<T: fmt::Debug, N: Name> fmt::Debug for Named<T, N> {
 }
 
 impl<T: Send + Sync + 'static, N: Name> Dependency for Named<T, N> {
-    async fn resolve(resolver: &Resolver) -> Result<Self, ResolveError> {
+    async fn resolve(resolver: &Resolver<'_>) -> Result<Self, ResolveError> {
         Ok(Self {
             value: resolver.resolve::<T>(Some(N::NAME)).await?,
             name: PhantomData,
@@ -186,7 +186,7 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for Component<T> {
 }
 
 impl<T: ?Sized + Send + Sync + 'static> Dependency for Component<T> {
-    async fn resolve(resolver: &Resolver) -> Result<Self, ResolveError> {
+    async fn resolve(resolver: &Resolver<'_>) -> Result<Self, ResolveError> {
         resolver
             .context()
             .try_get::<T>()
@@ -276,7 +276,7 @@ pub enum ConfigLookupError {
 }
 
 impl<T: Section> Dependency for Config<T> {
-    async fn resolve(resolver: &Resolver) -> Result<Self, ResolveError> {
+    async fn resolve(resolver: &Resolver<'_>) -> Result<Self, ResolveError> {
         Self::from_context(resolver.context()).map_err(|err| match err {
             ConfigLookupError::NoSource => resolver.missing::<ConfigSource>(None),
             ConfigLookupError::Load(err) => resolver.config_failed::<T>(err),

@@ -153,7 +153,7 @@ impl Adapters {
         }
         path.push(requirement.type_id);
         let mut first_reason = None;
-        for candidate in &candidates {
+        for candidate in candidates.iter() {
             match self.check_entry(context, candidate, path) {
                 Ok(()) => {
                     path.pop();

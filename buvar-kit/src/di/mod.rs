@@ -55,6 +55,7 @@ pub use dependency::{Component, Config, ConfigLookupError, Dependency, Name, Nam
 pub use error::ResolveError;
 pub use graph::{Graph, ValidationError};
 
+use crate::components::TypeIdBuildHasher;
 use crate::{BoxError, BoxFuture, Context};
 
 /// What an adapter's product lives for.
@@ -73,12 +74,13 @@ pub enum Lifetime {
 /// The registry of adapters; one lives in the plugin context as a component (see
 /// [`Context::adapters`]).
 pub struct Adapters {
-    by_product: ArcSwap<HashMap<TypeId, Vec<Arc<Entry>>>>,
+    by_product: ArcSwap<ProductMap>,
     all: ArcSwap<Vec<Arc<Entry>>>,
 }
 
 pub(crate) type Stored = Arc<dyn Any + Send + Sync>;
-type MakeFn = dyn Fn(Resolver) -> BoxFuture<Result<Stored, ResolveError>> + Send + Sync;
+type MakeFn =
+    dyn for<'a> Fn(Resolver<'a>) -> BoxFuture<'a, Result<Stored, ResolveError>> + Send + Sync;
 
 pub(crate) struct Entry {
     pub(crate) adapter_name: &'static str,
@@ -157,7 +159,7 @@ pub struct Requirement {
 impl Default for Adapters {
     fn default() -> Self {
         Self {
-            by_product: ArcSwap::from_pointee(HashMap::new()),
+            by_product: ArcSwap::from_pointee(HashMap::default()),
             all: ArcSwap::from_pointee(Vec::new()),
         }
     }
@@ -212,11 +214,16 @@ impl Adapters {
             requirements: F::requirements(),
             lifetime: AtomicU8::new(Lifetime::Transient as u8),
             singleton: OnceCell::new(),
-            make: Box::new(move |resolver| adapter.make_stored(resolver)),
+            make: Box::new(move |resolver: Resolver<'_>| adapter.make_stored(resolver)),
         });
         self.by_product.rcu(|current| {
             let mut map = HashMap::clone(current);
-            map.entry(entry.product).or_default().push(entry.clone());
+            let mut entries: Vec<Arc<Entry>> = map
+                .get(&entry.product)
+                .map(|entries| entries.to_vec())
+                .unwrap_or_default();
+            entries.push(entry.clone());
+            map.insert(entry.product, entries.into());
             map
         });
         self.all.rcu(|current| {
@@ -237,7 +244,7 @@ impl Adapters {
         self.all.load().is_empty()
     }
 
-    pub(crate) fn for_product(&self, product: TypeId) -> Option<Vec<Arc<Entry>>> {
+    pub(crate) fn for_product(&self, product: TypeId) -> Option<Arc<[Arc<Entry>]>> {
         self.by_product.load().get(&product).cloned()
     }
 
@@ -284,49 +291,68 @@ impl Overrides {
 }
 
 /// The state of one resolution, handed to [`Dependency::resolve`].
-#[derive(Clone)]
-pub struct Resolver {
-    context: Context,
-    overrides: Option<Arc<Overrides>>,
-    adapters: Option<Arc<Adapters>>,
-    chain: Option<Arc<Link>>,
+///
+/// It borrows what the whole resolution shares and the chain of types that led to this step,
+/// both kept in the callers' futures: a step allocates nothing but the adapter's future and its
+/// product.
+#[derive(Clone, Copy)]
+pub struct Resolver<'a> {
+    scope: &'a Scope,
+    chain: Option<&'a Link<'a>>,
 }
 
-struct Link {
+/// What every step of one resolution shares.
+struct Scope {
+    context: Context,
+    overrides: Option<Overrides>,
+    /// The adapters by product, as registered when the resolution started: one `ArcSwap`
+    /// load per resolution instead of one per step.
+    adapters: Option<Arc<ProductMap>>,
+}
+
+type ProductMap = HashMap<TypeId, Arc<[Arc<Entry>]>, TypeIdBuildHasher>;
+
+impl Scope {
+    fn new(context: &Context, overrides: Option<Overrides>) -> Self {
+        Self {
+            adapters: context
+                .try_get::<Adapters>()
+                .map(|adapters| adapters.by_product.load_full()),
+            context: context.clone(),
+            overrides,
+        }
+    }
+}
+
+struct Link<'a> {
     type_id: TypeId,
     type_name: &'static str,
-    parent: Option<Arc<Link>>,
+    parent: Option<&'a Link<'a>>,
 }
 
-impl fmt::Debug for Resolver {
+impl fmt::Debug for Resolver<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Resolver")
-            .field("context", &self.context)
+            .field("context", &self.scope.context)
             .field("chain", &self.chain_names())
             .finish()
     }
 }
 
-impl Resolver {
-    fn new(context: &Context, overrides: Option<Overrides>) -> Self {
-        Self {
-            adapters: context.try_get::<Adapters>(),
-            context: context.clone(),
-            overrides: overrides.map(Arc::new),
-            chain: None,
-        }
+impl<'a> Resolver<'a> {
+    fn root(scope: &'a Scope) -> Self {
+        Self { scope, chain: None }
     }
 
     /// The context the resolution started from.
     pub fn context(&self) -> &Context {
-        &self.context
+        &self.scope.context
     }
 
     fn chain_names(&self) -> Vec<&'static str> {
-        let mut names: Vec<&'static str> =
-            std::iter::successors(self.chain.as_deref(), |l| l.parent.as_deref())
-                .map(|l| l.type_name)
-                .collect();
+        let mut names: Vec<&'static str> = std::iter::successors(self.chain, |l| l.parent)
+            .map(|l| l.type_name)
+            .collect();
         names.reverse();
         names
     }
@@ -365,7 +391,7 @@ impl Resolver {
             .downcast::<T>()
             .map_err(|_| self.missing::<T>(name))?;
         if lifetime == Lifetime::Scoped {
-            self.context.add_arc(value.clone());
+            self.scope.context.add_arc(value.clone());
         }
         Ok(value)
     }
@@ -375,10 +401,11 @@ impl Resolver {
             Some(name) => ctx.get_named::<T>(name).ok(),
             None => ctx.try_get::<T>(),
         };
-        self.overrides
+        self.scope
+            .overrides
             .as_ref()
             .and_then(|o| from(&o.values))
-            .or_else(|| from(&self.context))
+            .or_else(|| from(&self.scope.context))
     }
 
     async fn make(
@@ -387,37 +414,37 @@ impl Resolver {
         product_name: &'static str,
         name: Option<&str>,
     ) -> Result<(Stored, Lifetime), ResolveError> {
-        let link = Arc::new(Link {
+        let link = Link {
             type_id: product,
             type_name: product_name,
-            parent: self.chain.clone(),
-        });
-        let inner = Resolver {
-            context: self.context.clone(),
-            overrides: self.overrides.clone(),
-            adapters: self.adapters.clone(),
-            chain: Some(link),
+            parent: self.chain,
         };
-        if std::iter::successors(self.chain.as_deref(), |l| l.parent.as_deref())
-            .any(|l| l.type_id == product)
-        {
+        let inner = Resolver {
+            scope: self.scope,
+            chain: Some(&link),
+        };
+        if std::iter::successors(self.chain, |l| l.parent).any(|l| l.type_id == product) {
             return Err(ResolveError::cycle(inner.chain_names()));
         }
         let candidates = self
+            .scope
             .adapters
-            .as_ref()
-            .and_then(|adapters| adapters.for_product(product))
-            .unwrap_or_default();
+            .as_deref()
+            .and_then(|adapters| adapters.get(&product))
+            .map_or(&[][..], |entries| &entries[..]);
         let mut first_missing = None;
         for entry in candidates {
             let lifetime = entry.lifetime();
-            let made = match lifetime {
-                Lifetime::Singleton => entry
-                    .singleton
-                    .get_or_try_init(|| (entry.make)(inner.clone()))
-                    .await
-                    .cloned(),
-                Lifetime::Transient | Lifetime::Scoped => (entry.make)(inner.clone()).await,
+            let made = match (lifetime, entry.singleton.get()) {
+                (Lifetime::Singleton, Some(made)) => Ok(made.clone()),
+                // Boxed: the once-cell's future is large and rarely needed, and would otherwise
+                // grow every resolution's future.
+                (Lifetime::Singleton, None) => {
+                    Box::pin(entry.singleton.get_or_try_init(|| (entry.make)(inner)))
+                        .await
+                        .cloned()
+                }
+                (Lifetime::Transient | Lifetime::Scoped, _) => (entry.make)(inner).await,
             };
             match made {
                 Ok(stored) => return Ok((stored, lifetime)),
@@ -445,7 +472,8 @@ impl Context {
     /// Resolves a `T`: from the context, else by the first adapter for `T` whose dependencies
     /// resolve. See the [module docs](crate::di).
     pub async fn nject<T: Send + Sync + 'static>(&self) -> Result<Arc<T>, ResolveError> {
-        Resolver::new(self, None).resolve::<T>(None).await
+        let scope = Scope::new(self, None);
+        Resolver::root(&scope).resolve::<T>(None).await
     }
 
     /// Resolves the `T` named `name`, falling back to the unnamed one and then to adapters.
@@ -453,7 +481,8 @@ impl Context {
         &self,
         name: &str,
     ) -> Result<Arc<T>, ResolveError> {
-        Resolver::new(self, None).resolve::<T>(Some(name)).await
+        let scope = Scope::new(self, None);
+        Resolver::root(&scope).resolve::<T>(Some(name)).await
     }
 
     /// Resolves a `T` with `overrides` winning over the context at every depth.
@@ -461,14 +490,14 @@ impl Context {
         &self,
         overrides: Overrides,
     ) -> Result<Arc<T>, ResolveError> {
-        Resolver::new(self, Some(overrides))
-            .resolve::<T>(None)
-            .await
+        let scope = Scope::new(self, Some(overrides));
+        Resolver::root(&scope).resolve::<T>(None).await
     }
 
-    /// Resolves any [`Dependency`] (e.g. a tuple-free `Option<Arc<T>>` or a `Named<T, N>`).
+    /// Resolves any [`Dependency`], e.g. an `Option<Arc<T>>` or a `Named<T, N>`.
     pub async fn resolve<D: Dependency>(&self) -> Result<D, ResolveError> {
-        D::resolve(&Resolver::new(self, None)).await
+        let scope = Scope::new(self, None);
+        D::resolve(&Resolver::root(&scope)).await
     }
 }
 

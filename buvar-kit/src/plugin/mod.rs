@@ -65,7 +65,7 @@ use crate::{BoxError, BoxFuture, Context};
 #[derive(Clone)]
 pub struct Plugin {
     name: Cow<'static, str>,
-    prepare: Arc<dyn Fn(Prepare) -> BoxFuture<Result<(), BoxError>> + Send + Sync>,
+    prepare: Arc<dyn Fn(Prepare) -> BoxFuture<'static, Result<(), BoxError>> + Send + Sync>,
 }
 
 impl Plugin {

@@ -17,7 +17,8 @@ use crate::{BoxError, BoxFuture, Context};
 pub struct Task {
     pub(crate) name: String,
     pub(crate) critical: bool,
-    pub(crate) run: Box<dyn FnOnce(Context) -> BoxFuture<Result<TaskValue, BoxError>> + Send>,
+    pub(crate) run:
+        Box<dyn FnOnce(Context) -> BoxFuture<'static, Result<TaskValue, BoxError>> + Send>,
 }
 
 /// What a finished task returned, downcast it with [`TaskOutcome::value`].
@@ -144,5 +145,5 @@ impl TaskOutcome {
 /// A step the stage runs at the end, in reverse order of registration.
 pub(crate) struct Teardown {
     pub(crate) name: String,
-    pub(crate) run: BoxFuture<Result<TaskValue, BoxError>>,
+    pub(crate) run: BoxFuture<'static, Result<TaskValue, BoxError>>,
 }
