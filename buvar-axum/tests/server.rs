@@ -273,3 +273,45 @@ async fn stopping_waits_for_the_request_in_flight() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "done");
 }
+
+#[tokio::test]
+async fn inherited_sockets_are_named_components_and_are_served() {
+    use buvar_axum::InheritedSockets;
+    use buvar_axum::sockets::{BindOptions, SocketUri, bind, parse_uris};
+
+    let sockets = bind(
+        &parse_uris(["tcp://127.0.0.1:0"]).unwrap(),
+        &BindOptions::default(),
+    )
+    .unwrap();
+    let local = sockets[0].local_addr().clone();
+    let context = buvar_kit::Context::new();
+    context.add(InheritedSockets::new(sockets));
+    let prepared = Stage::with_context(context)
+        .signals(Signals::none())
+        .load(buvar_axum::plugin())
+        .prepare()
+        .await
+        .unwrap();
+    let named = prepared
+        .context()
+        .get_named::<SocketUri>("tcp://127.0.0.1:0")
+        .unwrap();
+    assert_eq!(*named, local);
+    let readiness = prepared.context().get::<buvar_axum::Readiness>().unwrap();
+    let cancel = prepared.cancel();
+    let stage = tokio::spawn(prepared.run());
+    assert_eq!(readiness.wait().await, vec![local.clone()]);
+    let SocketUri::Tcp(addr) = local else {
+        panic!("bound a TCP socket")
+    };
+    let body = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "ok");
+    cancel.cancel();
+    assert!(stage.await.unwrap().is_success());
+}

@@ -174,6 +174,45 @@ mod tests {
         assert!(jobs.is_empty());
     }
 
+    #[derive(Clone, Default)]
+    struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_job_is_logged_with_its_name_and_error() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let config = crate::log::LogConfig {
+            level: "info".into(),
+            format: crate::log::LogFormat::Json,
+        };
+        let dispatch = crate::log::subscriber(&config, move || writer.clone()).unwrap();
+        let _guard = tracing::dispatcher::set_default(&dispatch);
+        let jobs = Jobs::new();
+        jobs.spawn("make error", async {
+            Err::<(), _>(std::io::Error::other("foobar"))
+        });
+        jobs.wait_idle().await;
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let event: serde_json::Value = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .find(|event: &serde_json::Value| event["message"] == "background job failed")
+            .expect("the failure is logged");
+        assert_eq!(event["level"], "ERROR");
+        assert_eq!(event["job"], "make error");
+        assert_eq!(event["error"], "foobar");
+    }
+
     #[tokio::test]
     async fn limit_bounds_how_many_jobs_run_at_once() {
         let jobs = Jobs::with_limit(2);

@@ -36,6 +36,9 @@ pub const PLUGIN_NAME: &str = "buvar-axum.server";
 /// The server plugin: prepares the `[http]` section and hands the stage a task that serves the
 /// merged router of every plugin's routes on the listeners found in the context (or binds
 /// `host:port` itself when there are none), with `/healthz` and `/readyz` built in.
+///
+/// Each inherited socket's bound address becomes a [`SocketUri`] component named by the URI
+/// it was asked for (`ctx.get_named::<SocketUri>("tcp://0.0.0.0:8080")`).
 pub fn plugin() -> Plugin {
     Plugin::new(PLUGIN_NAME, prepare)
 }
@@ -43,6 +46,11 @@ pub fn plugin() -> Plugin {
 async fn prepare(cx: Prepare) -> Result<(), BoxError> {
     let http = http_config(cx.context())?;
     let readiness = cx.context().add(Readiness::default());
+    if let Some(inherited) = cx.context().try_get::<InheritedSockets>() {
+        for (uri, local) in inherited.addresses() {
+            cx.context().add_named(&uri.to_string(), local);
+        }
+    }
     cx.task("http server", move |ctx: Context| {
         serve(ctx, http, readiness)
     });
@@ -93,6 +101,16 @@ impl InheritedSockets {
         Self {
             sockets: std::sync::Mutex::new(sockets),
         }
+    }
+
+    /// Each socket's URI (its name as a component) and the address it is bound to.
+    fn addresses(&self) -> Vec<(SocketUri, SocketUri)> {
+        self.sockets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|socket| (socket.uri().clone(), socket.local_addr().clone()))
+            .collect()
     }
 
     fn take(&self) -> Vec<BoundSocket> {
