@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use buvar_kit::config::{ConfigError, EnvHelp, Section, env_help};
 use buvar_kit::log::{self, LogConfig};
-use buvar_kit::plugin::{Signals, StageError};
+use buvar_kit::plugin::Signals;
 use buvar_kit::{ConfigSource, Context, Plugin, Stage};
 use clap::Parser;
 
@@ -282,7 +282,7 @@ impl Service {
             let prepared = match self.stage(context, source.clone(), http).prepare().await {
                 Ok(prepared) => prepared,
                 Err(err) => {
-                    log_prepare_failure(&err);
+                    tracing::error!(error = %err, "the worker failed to start");
                     return 1;
                 }
             };
@@ -304,8 +304,4 @@ impl Service {
             i32::from(!report.is_success())
         })
     }
-}
-
-fn log_prepare_failure(err: &StageError) {
-    tracing::error!(error = %err, "the worker failed to start");
 }
