@@ -14,7 +14,7 @@ use clap::Parser;
 
 use crate::HttpConfig;
 use crate::fork::{Prefork, Worker};
-use crate::server::{self, InheritedSockets, ReadyHook};
+use crate::server::{self, InheritedSockets, ReadyHook, ServicePlugins};
 
 /// Command-line flags every buvar service understands.
 #[derive(Debug, Parser)]
@@ -62,8 +62,7 @@ struct SectionInfo {
 /// ```
 pub struct Service {
     env_prefix: String,
-    loads: Vec<Plugin>,
-    registered: Vec<Plugin>,
+    plugins: ServicePlugins,
     sections: Vec<SectionInfo>,
 }
 
@@ -71,8 +70,7 @@ impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Service")
             .field("env_prefix", &self.env_prefix)
-            .field("loads", &self.loads)
-            .field("registered", &self.registered)
+            .field("plugins", &self.plugins)
             .finish_non_exhaustive()
     }
 }
@@ -82,8 +80,7 @@ impl Service {
     pub fn new(env_prefix: &str) -> Self {
         Self {
             env_prefix: env_prefix.trim_end_matches('_').to_owned(),
-            loads: Vec::new(),
-            registered: Vec::new(),
+            plugins: ServicePlugins::default(),
             sections: Vec::new(),
         }
         .section::<HttpConfig>()
@@ -92,13 +89,13 @@ impl Service {
 
     /// Loads `plugin` in every worker.
     pub fn load(mut self, plugin: Plugin) -> Self {
-        self.loads.push(plugin);
+        self.plugins.load(plugin);
         self
     }
 
     /// Makes `plugin` loadable by name, e.g. from the config's `plugins = [...]` list.
     pub fn register(mut self, plugin: Plugin) -> Self {
-        self.registered.push(plugin);
+        self.plugins.register(plugin);
         self
     }
 
@@ -190,18 +187,12 @@ impl Service {
     }
 
     fn stage(&self, context: Context, source: ConfigSource, http: &HttpConfig) -> Stage {
-        let mut stage = Stage::with_context(context)
-            .config(source)
-            .signals(Signals::none())
-            .cancel_timeout(server::stage_grace(http))
-            .load(server::plugin());
-        for plugin in &self.registered {
-            stage = stage.register(plugin.clone());
-        }
-        for plugin in &self.loads {
-            stage = stage.load(plugin.clone());
-        }
-        stage
+        self.plugins.stage(
+            Stage::with_context(context)
+                .config(source)
+                .signals(Signals::none())
+                .cancel_timeout(server::stage_grace(http)),
+        )
     }
 
     /// `--check`: prepares the plugins (binding nothing), loads every declared section and

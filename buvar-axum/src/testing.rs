@@ -36,18 +36,18 @@ use std::time::Duration;
 
 use axum::Router;
 use buvar_kit::plugin::{Signals, StageReport};
+use buvar_kit::testing::TestStage;
 use buvar_kit::{BoxError, Cancel, ConfigSource, Context, Plugin, Stage};
 use tokio::task::JoinHandle;
 
-use crate::server::{self, Readiness};
+use crate::server::{self, Readiness, ServicePlugins};
 use crate::sockets::SocketUri;
 
 /// A service's plugins staged for a test, with the [server plugin](crate::plugin).
 #[derive(Debug)]
 pub struct TestApp {
     config: ConfigSource,
-    loads: Vec<Plugin>,
-    registered: Vec<Plugin>,
+    plugins: ServicePlugins,
 }
 
 impl Default for TestApp {
@@ -61,8 +61,7 @@ impl TestApp {
     pub fn new() -> Self {
         Self {
             config: ConfigSource::new(),
-            loads: Vec::new(),
-            registered: Vec::new(),
+            plugins: ServicePlugins::default(),
         }
     }
 
@@ -75,29 +74,23 @@ impl TestApp {
 
     /// Loads `plugin`.
     pub fn load(mut self, plugin: Plugin) -> Self {
-        self.loads.push(plugin);
+        self.plugins.load(plugin);
         self
     }
 
     /// Makes `plugin` loadable by name.
     pub fn register(mut self, plugin: Plugin) -> Self {
-        self.registered.push(plugin);
+        self.plugins.register(plugin);
         self
     }
 
-    fn stage(self, config: ConfigSource) -> Stage {
-        let mut stage = Stage::new()
-            .config(config)
-            .signals(Signals::none())
-            .cancel_timeout(Duration::from_secs(10))
-            .load(server::plugin());
-        for plugin in self.registered {
-            stage = stage.register(plugin);
-        }
-        for plugin in self.loads {
-            stage = stage.load(plugin);
-        }
-        stage
+    fn stage(&self, config: ConfigSource) -> Stage {
+        self.plugins.stage(
+            Stage::new()
+                .config(config)
+                .signals(Signals::none())
+                .cancel_timeout(Duration::from_secs(10)),
+        )
     }
 
     /// Prepares the plugins, runs `body` with the server's router (all routes and layers, no
@@ -109,33 +102,19 @@ impl TestApp {
     /// and, after teardown, with the body's own panic.
     pub async fn router<F, Fut>(self, body: F) -> Fut::Output
     where
-        F: FnOnce(Router) -> Fut,
+        F: FnOnce(Router) -> Fut + Send + 'static,
         Fut: Future + Send + 'static,
         Fut::Output: Send + 'static,
     {
-        let config = self.config.clone();
-        let prepared = match self.stage(config).prepare().await {
-            Ok(prepared) => prepared,
-            Err(err) => panic!("preparing the test app failed: {err}"),
-        };
-        let router = server::http_config(prepared.context())
-            .and_then(|http| server::router(prepared.context(), &http));
-        let outcome = match router {
-            Ok(router) => tokio::spawn(body(router)).await,
-            Err(err) => {
-                prepared.teardown().await;
-                panic!("building the router failed: {err}");
-            }
-        };
-        let failures = prepared.teardown().await;
-        if let Some((name, err)) = failures.first() {
-            panic!("teardown step `{name}` failed: {err}");
-        }
-        match outcome {
-            Ok(value) => value,
-            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-            Err(err) => panic!("the test body was cancelled: {err}"),
-        }
+        let stage = self.stage(self.config.clone());
+        TestStage::with_stage(stage)
+            .run(|cx| async move {
+                let router = server::http_config(cx.context())
+                    .and_then(|http| server::router(cx.context(), &http))
+                    .unwrap_or_else(|err| panic!("building the router failed: {err}"));
+                body(router).await
+            })
+            .await
     }
 
     /// Stages the plugins and serves them on `127.0.0.1` at a port the kernel picks; returns

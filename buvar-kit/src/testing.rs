@@ -50,8 +50,14 @@ impl TestStage {
 
     /// A stage whose plugin context is a child of `context` (e.g. one holding a config source).
     pub fn with_context(context: Context) -> Self {
+        Self::with_stage(Stage::with_context(context))
+    }
+
+    /// Tests `stage` as it is configured (plugins, config, context), without signal handling
+    /// and with a 5 s grace period.
+    pub fn with_stage(stage: Stage) -> Self {
         Self {
-            stage: Stage::with_context(context)
+            stage: stage
                 .signals(Signals::none())
                 .cancel_timeout(Duration::from_secs(5)),
         }

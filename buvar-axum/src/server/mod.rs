@@ -12,7 +12,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Request, StatusCode};
 use axum::routing::get;
 use buvar_kit::extract::Component;
-use buvar_kit::{BoxError, Cancel, ConfigSource, Context, ContextLayer, Plugin, Prepare};
+use buvar_kit::{BoxError, Cancel, ConfigSource, Context, ContextLayer, Plugin, Prepare, Stage};
 use tokio::sync::watch;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -55,6 +55,36 @@ async fn prepare(cx: Prepare) -> Result<(), BoxError> {
         serve(ctx, http, readiness)
     });
     Ok(())
+}
+
+/// The plugins of a service, staged with the server plugin.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ServicePlugins {
+    loads: Vec<Plugin>,
+    registered: Vec<Plugin>,
+}
+
+impl ServicePlugins {
+    pub(crate) fn load(&mut self, plugin: Plugin) {
+        self.loads.push(plugin);
+    }
+
+    pub(crate) fn register(&mut self, plugin: Plugin) {
+        self.registered.push(plugin);
+    }
+
+    /// `stage` with the server plugin, then the service's plugins, to load.
+    pub(crate) fn stage(&self, stage: Stage) -> Stage {
+        let stage = self
+            .registered
+            .iter()
+            .fold(stage, |stage, plugin| stage.register(plugin.clone()));
+        self.loads
+            .iter()
+            .fold(stage.load(plugin()), |stage, plugin| {
+                stage.load(plugin.clone())
+            })
+    }
 }
 
 /// The `[http]` section of the config source in the context, or the defaults without one.
