@@ -152,14 +152,18 @@ fn config() -> ConfigSource {
         .unwrap()
 }
 
-#[tokio::test]
-async fn extractors_work_over_a_real_socket() {
-    let server = TestApp::new()
+async fn serve_service() -> buvar_axum::testing::TestServer {
+    TestApp::new()
         .config(config())
         .load(service_plugin())
         .serve()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn extractors_work_over_a_real_socket() {
+    let server = serve_service().await;
     let client = reqwest::Client::new();
     for n in 0..3 {
         let body = client
@@ -178,12 +182,7 @@ async fn extractors_work_over_a_real_socket() {
 
 #[tokio::test]
 async fn a_panicking_handler_answers_500_and_the_server_keeps_serving() {
-    let server = TestApp::new()
-        .config(config())
-        .load(service_plugin())
-        .serve()
-        .await
-        .unwrap();
+    let server = serve_service().await;
     let client = reqwest::Client::new();
     let panicked = client.get(server.url("/panic")).send().await.unwrap();
     assert_eq!(panicked.status(), 500);
@@ -216,12 +215,7 @@ async fn body_over_the_limit_gets_413_and_a_slow_handler_408() {
 
 #[tokio::test]
 async fn a_client_sending_headers_too_slowly_is_cut_off() {
-    let server = TestApp::new()
-        .config(config())
-        .load(service_plugin())
-        .serve()
-        .await
-        .unwrap();
+    let server = serve_service().await;
     let addr = server.base_url().trim_start_matches("http://").to_owned();
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
     stream
