@@ -883,3 +883,38 @@ fn dump_shows_the_effective_config_with_secrets_redacted() {
         assert_eq!(parsed["plugins"][0].as_str(), Some("app"));
     });
 }
+
+#[derive(Debug, Deserialize)]
+struct Vault {
+    #[allow(dead_code)]
+    pin: buvar_kit::Secret<u32>,
+}
+buvar_kit::section!(Vault, "vault");
+
+#[test]
+fn a_malformed_secret_is_reported_without_its_value() {
+    jail(|jail| {
+        let error = ConfigSource::new()
+            .toml("[vault]\npin = \"SEKRIT-file\"")
+            .unwrap()
+            .load::<Vault>()
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.starts_with("vault.pin: expected u32, found a value that is not shown"),
+            "{message}"
+        );
+        assert!(!message.contains("SEKRIT"), "{message}");
+
+        jail.set_env("APP_VAULT_PIN", "SEKRIT-env");
+        let error = ConfigSource::new()
+            .env_prefix("APP")
+            .toml("[vault]\npin = 1")
+            .unwrap()
+            .load::<Vault>()
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("APP_VAULT_PIN"), "{message}");
+        assert!(!message.contains("SEKRIT"), "{message}");
+    });
+}

@@ -167,10 +167,11 @@ impl ConfigError {
         error: figment::Error,
         section: &[String],
         env_hint: &dyn Fn(&str) -> Option<String>,
+        is_secret: &dyn Fn(&str) -> bool,
     ) -> Self {
         let problems = error
             .into_iter()
-            .map(|error| Problem::new(error, section, env_hint))
+            .map(|error| Problem::new(error, section, env_hint, is_secret))
             .collect();
         Self(Box::new(ErrorKind::Values(problems)))
     }
@@ -276,9 +277,19 @@ impl Problem {
         error: figment::Error,
         section: &[String],
         env_hint: &dyn Fn(&str) -> Option<String>,
+        is_secret: &dyn Fn(&str) -> bool,
     ) -> Self {
         let mut path: Vec<String> = section.to_vec();
         path.extend(error.path.iter().cloned());
+        // A malformed secret is still a secret: name the key and the source, never the value.
+        let secret = is_secret(&key(&path));
+        let shown = |found: &dyn fmt::Display| {
+            if secret {
+                "a value that is not shown (the key holds a secret)".to_owned()
+            } else {
+                found.to_string()
+            }
+        };
         let origin = error
             .metadata
             .as_ref()
@@ -290,7 +301,11 @@ impl Problem {
             FigmentKind::InvalidType(found, expected)
             | FigmentKind::InvalidValue(found, expected) => (
                 What::Invalid,
-                format!("{}: expected {expected}, found {found}{from}", key(&path)),
+                format!(
+                    "{}: expected {expected}, found {}{from}",
+                    key(&path),
+                    shown(found)
+                ),
             ),
             FigmentKind::InvalidLength(length, expected) => (
                 What::Invalid,
@@ -302,9 +317,10 @@ impl Problem {
             FigmentKind::UnknownVariant(found, expected) => (
                 What::Invalid,
                 format!(
-                    "{}: expected {}, found {found:?}{from}",
+                    "{}: expected {}, found {}{from}",
                     key(&path),
-                    figment::error::OneOf(expected)
+                    figment::error::OneOf(expected),
+                    shown(&format_args!("{found:?}"))
                 ),
             ),
             FigmentKind::MissingField(field) => {

@@ -350,9 +350,19 @@ impl ConfigSource {
                 .find(|leaf| leaf.key() == key)
                 .map(|leaf| leaf.env_name(prefix))
         };
+        let is_secret = |key: &str| {
+            schema.leaves.iter().any(|leaf| {
+                let leaf_key = leaf.key();
+                leaf.secret
+                    && (key == leaf_key
+                        || key
+                            .strip_prefix(leaf_key.as_str())
+                            .is_some_and(|rest| rest.starts_with('.')))
+            })
+        };
         let section = focused
             .extract::<T>()
-            .map_err(|error| ConfigError::values(error, &path, &env_hint))?;
+            .map_err(|error| ConfigError::values(error, &path, &env_hint, &is_secret))?;
         let sections = self.known_section_paths();
         let unknown = unknown_keys(&figment, schema, &sections);
         if !unknown.is_empty() {
@@ -425,7 +435,7 @@ impl ConfigSource {
         let value = match figment.find_value("plugins") {
             Ok(value) => value,
             Err(error) if error.missing() => return Ok(Vec::new()),
-            Err(error) => return Err(ConfigError::values(error, &[], &|_| None)),
+            Err(error) => return Err(ConfigError::values(error, &[], &|_| None, &|_| false)),
         };
         let path = ["plugins".to_owned()];
         let not_a_list = |found: &Value| {
@@ -556,7 +566,7 @@ impl ConfigSource {
         let mut value = match figment.find_value("") {
             Ok(value) => value,
             Err(error) if error.missing() => Value::from(Dict::new()),
-            Err(error) => return Err(ConfigError::values(error, &[], &|_| None)),
+            Err(error) => return Err(ConfigError::values(error, &[], &|_| None, &|_| false)),
         };
         strip_empty(&mut value);
         for known in &known {
