@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use super::ForkError;
 
 /// The signals the supervisor acts on or forwards to its workers.
-pub(super) const HANDLED: [Signal; 8] = [
+pub(super) const HANDLED: [Signal; 10] = [
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGHUP,
@@ -18,6 +18,8 @@ pub(super) const HANDLED: [Signal; 8] = [
     Signal::SIGUSR1,
     Signal::SIGUSR2,
     Signal::SIGWINCH,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
     Signal::SIGCHLD,
 ];
 
