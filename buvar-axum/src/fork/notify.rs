@@ -16,7 +16,12 @@ impl Notifier {
     pub(super) fn from_env() -> Self {
         let target = std::env::var_os("NOTIFY_SOCKET").and_then(|path| {
             let address = address(path.as_encoded_bytes())?;
-            match UnixDatagram::unbound() {
+            // Non-blocking: a manager that stopped reading must never stall the supervisor's
+            // loop (a full datagram queue would block a send); such a message is dropped.
+            match UnixDatagram::unbound().and_then(|socket| {
+                socket.set_nonblocking(true)?;
+                Ok(socket)
+            }) {
                 Ok(socket) => Some((socket, address)),
                 Err(error) => {
                     tracing::warn!(%error, "cannot open a socket to notify the service manager");

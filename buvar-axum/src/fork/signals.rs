@@ -36,6 +36,8 @@ fn handled_set() -> SigSet {
 pub(super) struct SignalQueue {
     fd: SignalFd,
     previous_mask: SigSet,
+    /// Dropped in a freshly forked worker: close the descriptor, nothing more.
+    in_worker: bool,
 }
 
 impl SignalQueue {
@@ -57,7 +59,11 @@ impl SignalQueue {
             SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
         )
         .map_err(ForkError::sys("open a signalfd"))?;
-        Ok(Self { fd, previous_mask })
+        Ok(Self {
+            fd,
+            previous_mask,
+            in_worker: false,
+        })
     }
 
     /// Every signal queued since the last call.
@@ -82,8 +88,21 @@ impl AsFd for SignalQueue {
     }
 }
 
+impl SignalQueue {
+    /// Closes the inherited descriptor in a forked worker. A signalfd reads the *reading*
+    /// process's pending signals: draining it here would swallow a SIGTERM sent to the worker
+    /// in its first microseconds, and the worker would never stop. Left pending, that signal
+    /// is delivered once [`reset_in_worker`] unblocks it.
+    pub(super) fn close_in_worker(mut self) {
+        self.in_worker = true;
+    }
+}
+
 impl Drop for SignalQueue {
     fn drop(&mut self) {
+        if self.in_worker {
+            return;
+        }
         // Unblocking would deliver what is still queued with its default action (a late
         // second SIGTERM would kill a supervisor that already stopped cleanly).
         while let Ok(Some(_)) = self.fd.read_signal() {}

@@ -604,7 +604,9 @@ impl Supervisor {
 
     /// Runs in the child right after fork: drop what belongs to the parent, die with it.
     fn become_worker(&mut self, slot: usize, ready: OwnedFd) -> Result<Worker, ForkError> {
-        drop(self.signals.take());
+        if let Some(signals) = self.signals.take() {
+            signals.close_in_worker();
+        }
         self.children.clear();
         let parent_watch = self.parent_watch.take().map(|(read, _write)| read);
         signals::reset_in_worker()?;
