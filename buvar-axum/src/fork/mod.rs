@@ -20,7 +20,7 @@
 //! - with `NOTIFY_SOCKET` set, tells the service manager `READY=1` once every worker is ready,
 //!   `RELOADING=1` and `READY=1` around a rolling restart, `STOPPING=1`, and `STATUS=` counts;
 //! - replaces a worker that dies unexpectedly, after a per-slot back-off (100 ms doubling up to
-//!   30 s, reset once a worker stayed up for 60 s), and gives up with
+//!   30 s, reset once a worker stayed ready for 5 s), and gives up with
 //!   [`ForkError::NeverReady`] if no worker ever became ready.
 //!
 //! Workers drop to the configured [`Credentials`] right after fork, then set the parent-death
@@ -116,7 +116,8 @@ impl Prefork {
 
     /// How long a ready worker's runtime may go without ticking its heartbeat before it is
     /// killed and replaced; `None` never checks. The heartbeat starts with
-    /// [`Worker::watch_shutdown`]; a worker that never calls it is not checked.
+    /// [`Worker::watch_shutdown`]; a worker that never calls it is not checked, and before a
+    /// worker is ready the ready timeout applies instead.
     pub fn heartbeat_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.settings.heartbeat_timeout = timeout;
         self

@@ -38,8 +38,11 @@ struct Child {
     pipe: Option<OwnedFd>,
     spawned: Instant,
     ready_at: Option<Instant>,
-    /// When its runtime last ticked; `None` until the first tick, and then it is checked.
+    /// When its runtime last ticked (or said ready); checked once it is ready (before, the
+    /// ready timeout applies) and only if it ever ticked (a worker that never started the
+    /// heartbeat is not).
     last_beat: Option<Instant>,
+    beating: bool,
     /// It asked to be replaced.
     retire: bool,
     /// Set once we asked it to stop: SIGKILL at this instant.
@@ -210,6 +213,7 @@ impl Supervisor {
             message::HEARTBEAT => {
                 if let Some(child) = self.children.iter_mut().find(|child| child.pid == pid) {
                     child.last_beat = Some(Instant::now());
+                    child.beating = true;
                 }
             }
             message::REPLACE_ME => {
@@ -330,6 +334,8 @@ impl Supervisor {
             return;
         };
         child.ready_at = Some(now);
+        // Saying ready proves the runtime runs: a beat from before a slow start is stale.
+        child.last_beat = Some(now);
         self.ever_ready = true;
         tracing::info!(index = child.slot, worker_pid = %pid, "worker ready");
         if let Some(step) = self.step.filter(|step| step.new == pid) {
@@ -446,6 +452,8 @@ impl Supervisor {
                 child.killed = true;
                 child.missed_readiness = true;
             } else if child.kill_at.is_none()
+                && child.ready_at.is_some()
+                && child.beating
                 && self.settings.heartbeat_timeout.is_some_and(|timeout| {
                     child
                         .last_beat
@@ -580,6 +588,7 @@ impl Supervisor {
                     spawned: Instant::now(),
                     ready_at: None,
                     last_beat: None,
+                    beating: false,
                     retire: false,
                     kill_at: None,
                     killed: false,
