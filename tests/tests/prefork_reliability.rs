@@ -230,6 +230,33 @@ fn sigttin_adds_a_worker_and_sigttou_removes_one_but_never_the_last() {
 }
 
 #[test]
+fn a_worker_stopped_microseconds_after_fork_still_stops() {
+    // SIGTTIN and SIGTTOU read in one go: the new worker is told to stop right after fork,
+    // while it still holds the supervisor's signalfd; it must not swallow that SIGTERM.
+    let mut server = Server::start(&["--bind", LOCAL, "--workers", "2", "--graceful-ms", "1000"]);
+    server.wait_ready(2);
+    for _ in 0..30 {
+        server.signal(Signal::SIGTTIN);
+        server.signal(Signal::SIGTTOU);
+        assert!(
+            eventually(Duration::from_secs(5), || {
+                !pending(server.pid().as_raw(), Signal::SIGTTIN)
+                    && !pending(server.pid().as_raw(), Signal::SIGTTOU)
+            }),
+            "signals never read"
+        );
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || server.workers().len() == 2),
+        "a stopped worker lingers: {:?}",
+        server.workers()
+    );
+    server.signal(Signal::SIGTERM);
+    // Exit status 1 would mean some worker ignored its stop and had to be killed.
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+}
+
+#[test]
 fn a_storm_of_100_hup_ttin_ttou_signals_settles_at_the_right_count_without_zombies() {
     let notify = NotifySocket::new();
     let mut server = start_notified(
