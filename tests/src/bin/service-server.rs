@@ -2,7 +2,8 @@
 //! every `[http]` setting comes from the config file or `SVC_*` variables.
 //!
 //! Routes: `GET /pid` answers the worker's pid, `GET /slow?ms=N` answers after N milliseconds,
-//! `POST /echo` answers the length of the body it read.
+//! `GET /block?ms=N` blocks the worker's runtime for N milliseconds, `POST /echo` answers the
+//! length of the body it read.
 //!
 //! The `[vault]` section holds secrets; the `vault` plugin logs the whole section at start, so
 //! the tests can check that no secret value ever reaches a log line.
@@ -64,6 +65,15 @@ async fn routes(cx: Prepare) -> Result<(), BoxError> {
                 get(|Query(slow): Query<Slow>| async move {
                     tokio::time::sleep(Duration::from_millis(slow.ms)).await;
                     "slow done"
+                }),
+            )
+            .route(
+                "/block",
+                get(|Query(slow): Query<Slow>| async move {
+                    // Deliberately blocking: the runtime stops, as with a synchronous call gone
+                    // wrong.
+                    std::thread::sleep(Duration::from_millis(slow.ms));
+                    "block done"
                 }),
             )
             .route(
