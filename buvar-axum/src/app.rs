@@ -13,8 +13,8 @@ use buvar_kit::{ConfigSource, Context, Plugin, Stage};
 use clap::Parser;
 
 use crate::HttpConfig;
-use crate::fork::{Prefork, Worker};
-use crate::server::{self, InheritedSockets, ReadyHook, ServicePlugins};
+use crate::fork::{Credentials, Prefork, Worker};
+use crate::server::{self, InheritedSockets, ReadyHook, ReplaceHook, ServicePlugins};
 
 /// Command-line flags every buvar service understands.
 #[derive(Debug, Parser)]
@@ -176,12 +176,24 @@ impl Service {
             return Ok(self.check(source));
         }
         let uris = http.socket_uris().map_err(|e| e.to_string())?;
+        // Resolved before binding, so a typo costs nothing and binding still runs as root.
+        let credentials = match &http.user {
+            Some(user) => {
+                Some(Credentials::lookup(user, http.group.as_deref()).map_err(|e| e.to_string())?)
+            }
+            None if http.group.is_some() => {
+                return Err("`[http] group` needs `[http] user` as well".to_owned());
+            }
+            None => None,
+        };
         let sockets =
             crate::sockets::bind(&uris, &http.bind_options()).map_err(|e| e.to_string())?;
         let plugins = Arc::new(self);
         Prefork::new(sockets)
             .workers(http.forks)
             .graceful_timeout(http.graceful_timeout())
+            .heartbeat_timeout(http.heartbeat_timeout())
+            .credentials(credentials)
             .run(|worker| plugins.run_worker(worker, &source, &http))
             .map_err(|e| e.to_string())
     }
@@ -268,6 +280,12 @@ impl Service {
             context.add(ReadyHook::new(move || {
                 if let Err(err) = ready.notify_ready() {
                     tracing::error!(error = %err, "cannot report readiness to the supervisor");
+                }
+            }));
+            let retiring = worker.clone();
+            context.add(ReplaceHook::new(move || {
+                if let Err(err) = retiring.request_replacement() {
+                    tracing::error!(error = %err, "cannot ask the supervisor for a replacement");
                 }
             }));
             let prepared = match self.stage(context, source.clone(), http).prepare().await {

@@ -21,6 +21,13 @@ use crate::sockets::{BindOptions, SocketError, SocketUri, parse_uris};
 /// header_read_timeout = 10  # seconds a client may take to send its headers
 /// body_limit = 2097152      # bytes; a larger body gets 413
 /// backlog = 1024
+/// max_connections = 10000   # per worker; beyond it clients wait in the backlog
+/// max_requests = 0          # replace a worker after this many responses; 0 = never
+/// max_requests_jitter = 0   # up to this many more, at random per worker
+/// heartbeat_timeout = 30    # seconds a worker's runtime may stay blocked; 0 = unchecked
+/// user = "nobody"           # workers switch to this user after binding (needs root)
+/// group = "nogroup"         # ... and this group (default: the user's primary group)
+/// unix_mode = 0o660         # file mode of unix socket files (default: the umask's)
 /// ```
 ///
 /// Every field can be set from the environment: `APP_HTTP_PORT=9000`, `APP_HTTP_FORKS=1`, ...
@@ -47,6 +54,22 @@ pub struct HttpConfig {
     pub body_limit: usize,
     /// The accept queue length of each socket.
     pub backlog: i32,
+    /// The most connections a worker keeps open; further clients wait in the backlog.
+    pub max_connections: usize,
+    /// Responses after which a worker is replaced (gracefully, new one first); 0 = never.
+    pub max_requests: u64,
+    /// Up to this many responses are added to `max_requests`, at random per worker.
+    pub max_requests_jitter: u64,
+    /// Seconds a worker's runtime may go without ticking before the worker is replaced;
+    /// 0 turns the check off.
+    pub heartbeat_timeout: f64,
+    /// The user (name or id) workers run as; they switch after the sockets are bound.
+    pub user: Option<String>,
+    /// The group (name or id) workers run as; default: the user's primary group.
+    pub group: Option<String>,
+    /// The file mode of unix socket files, e.g. `0o660` in TOML (432 in an environment
+    /// variable); default: what the umask leaves.
+    pub unix_mode: Option<u32>,
 }
 
 buvar_kit::section!(HttpConfig, "http", default);
@@ -64,6 +87,13 @@ impl Default for HttpConfig {
             header_read_timeout: 10.0,
             body_limit: 2 * 1024 * 1024,
             backlog: 1024,
+            max_connections: 10_000,
+            max_requests: 0,
+            max_requests_jitter: 0,
+            heartbeat_timeout: 30.0,
+            user: None,
+            group: None,
+            unix_mode: None,
         }
     }
 }
@@ -87,6 +117,7 @@ impl HttpConfig {
     pub fn bind_options(&self) -> BindOptions {
         BindOptions {
             backlog: self.backlog,
+            unix_mode: self.unix_mode,
             ..BindOptions::default()
         }
     }
@@ -96,6 +127,16 @@ impl HttpConfig {
         ServeOptions::default()
             .graceful_timeout(self.graceful_timeout())
             .header_read_timeout(self.header_read_timeout())
+            .max_connections(self.max_connections)
+            .max_requests(
+                (self.max_requests > 0).then_some(self.max_requests),
+                self.max_requests_jitter,
+            )
+    }
+
+    /// `heartbeat_timeout` as a duration; `None` when 0 (unchecked).
+    pub fn heartbeat_timeout(&self) -> Option<Duration> {
+        (self.heartbeat_timeout > 0.0).then(|| seconds(self.heartbeat_timeout))
     }
 
     /// `graceful_timeout` as a duration.
@@ -173,6 +214,30 @@ mod tests {
             .load::<HttpConfig>()
             .unwrap_err();
         assert!(err.to_string().contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn reliability_settings_reach_the_serve_and_bind_options() {
+        let http = ConfigSource::new()
+            .toml(
+                "[http]\nmax_connections = 7\nmax_requests = 100\nmax_requests_jitter = 5\n\
+                 heartbeat_timeout = 0\nunix_mode = 0o660\nuser = \"nobody\"",
+            )
+            .unwrap()
+            .load::<HttpConfig>()
+            .unwrap();
+        let serve = http.serve_options();
+        assert_eq!(serve.max_connections, 7);
+        assert_eq!(serve.max_requests, Some(100));
+        assert_eq!(serve.max_requests_jitter, 5);
+        assert_eq!(http.heartbeat_timeout(), None);
+        assert_eq!(http.bind_options().unix_mode, Some(0o660));
+        assert_eq!(http.user.as_deref(), Some("nobody"));
+        assert_eq!(HttpConfig::default().serve_options().max_requests, None);
+        assert_eq!(
+            HttpConfig::default().heartbeat_timeout(),
+            Some(Duration::from_secs(30))
+        );
     }
 
     #[test]

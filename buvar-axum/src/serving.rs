@@ -1,8 +1,12 @@
 //! Serving a router on bound sockets with hyper, and draining it without failing keep-alive
 //! clients.
 
+use std::future::Future;
+use std::hash::BuildHasher;
 use std::io;
 use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -11,6 +15,7 @@ use axum::response::Response;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
@@ -33,6 +38,14 @@ pub struct ServeOptions {
     /// How long a client may take to send a request head before its connection is closed
     /// (default 10 s).
     pub header_read_timeout: Duration,
+    /// How many connections may be open at once (default 10 000); at the limit the accept
+    /// loop pauses, so further clients wait in the socket's backlog instead of costing memory.
+    pub max_connections: usize,
+    /// After how many responses [`Serving::max_requests_reached`] fires (default: never).
+    pub max_requests: Option<u64>,
+    /// Up to this many responses are added to `max_requests`, chosen at random per
+    /// [`Serving`], so that workers started together do not all retire together (default 0).
+    pub max_requests_jitter: u64,
 }
 
 impl Default for ServeOptions {
@@ -40,6 +53,9 @@ impl Default for ServeOptions {
         Self {
             graceful_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            max_requests: None,
+            max_requests_jitter: 0,
         }
     }
 }
@@ -56,6 +72,32 @@ impl ServeOptions {
         self.header_read_timeout = timeout;
         self
     }
+
+    /// Sets the most connections open at once (0 counts as 1).
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// Sets after how many responses, plus up to `jitter` more, the serving asks to be
+    /// replaced; `None` never asks.
+    pub fn max_requests(mut self, max: Option<u64>, jitter: u64) -> Self {
+        self.max_requests = max;
+        self.max_requests_jitter = jitter;
+        self
+    }
+
+    /// The response count that fires [`Serving::max_requests_reached`], jitter included.
+    fn request_budget(&self) -> Option<u64> {
+        let max = self.max_requests?;
+        let jitter = match self.max_requests_jitter {
+            0 => 0,
+            // A fresh `RandomState` is seeded per process and per call: random enough to spread
+            // workers apart, without a dependency on a random number crate.
+            jitter => std::hash::RandomState::new().hash_one(std::process::id()) % (jitter + 1),
+        };
+        Some(max.saturating_add(jitter).max(1))
+    }
 }
 
 /// A router served on sockets (HTTP/1.1, with upgrades), until [`Serving::drain`].
@@ -64,9 +106,27 @@ impl ServeOptions {
 /// connections are refused), answers further requests on open connections with
 /// `Connection: close`, gives keep-alive clients a moment, then closes idle connections and
 /// waits up to the graceful timeout for the rest; whatever is still open then is dropped.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use buvar_axum::serving::{ServeOptions, Serving};
+/// use buvar_axum::sockets::{BindOptions, bind, parse_uris};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sockets = bind(&parse_uris(["tcp://127.0.0.1:0"])?, &BindOptions::default())?;
+/// let router = Router::new().route("/", get(|| async { "hi" }));
+/// let options = ServeOptions::default().max_connections(100).max_requests(Some(1000), 50);
+/// let serving = Serving::start(sockets, router, options)?;
+/// assert_eq!(serving.open_connections(), 0);
+/// assert!(serving.drain().await);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Serving {
     stop: CancellationToken,
+    retire: CancellationToken,
     close_idle: CancellationToken,
     kill: CancellationToken,
     accepting: JoinSet<()>,
@@ -89,10 +149,19 @@ impl Serving {
         let stop = CancellationToken::new();
         let close_idle = CancellationToken::new();
         let kill = CancellationToken::new();
+        let retire = CancellationToken::new();
         let connections = TaskTracker::new();
+        let budget = options.request_budget();
+        let answered = Arc::new(AtomicU64::new(0));
         let router = router.layer(MapResponseLayer::new({
             let stop = stop.clone();
+            let retire = retire.clone();
             move |mut response: Response| {
+                if budget
+                    .is_some_and(|budget| answered.fetch_add(1, Ordering::Relaxed) + 1 >= budget)
+                {
+                    retire.cancel();
+                }
                 if stop.is_cancelled() {
                     response
                         .headers_mut()
@@ -105,6 +174,8 @@ impl Serving {
         http.timer(TokioTimer::new())
             .header_read_timeout(options.header_read_timeout);
         let mut accepting = JoinSet::new();
+        // One budget across all listeners: the limit is about this process's memory.
+        let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
         for listener in listeners {
             accepting.spawn(accept(
                 listener,
@@ -114,12 +185,14 @@ impl Serving {
                     tracker: connections.clone(),
                     close_idle: close_idle.clone(),
                     kill: kill.clone(),
+                    slots: slots.clone(),
                 },
                 stop.clone(),
             ));
         }
         Ok(Self {
             stop,
+            retire,
             close_idle,
             kill,
             accepting,
@@ -131,6 +204,13 @@ impl Serving {
     /// How many connections are open.
     pub fn open_connections(&self) -> usize {
         self.connections.len()
+    }
+
+    /// Resolves once `max_requests` (plus jitter) responses were sent; never without a limit.
+    /// Serving goes on regardless: whoever awaits this decides when to drain (a pre-forked
+    /// worker asks its supervisor for a replacement first).
+    pub fn max_requests_reached(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.retire.clone().cancelled_owned()
     }
 
     /// Stops accepting and drains; returns whether every connection ended within the graceful
@@ -163,10 +243,19 @@ struct Connections {
     tracker: TaskTracker,
     close_idle: CancellationToken,
     kill: CancellationToken,
+    slots: Arc<Semaphore>,
 }
 
 async fn accept(mut listener: Listener, connections: Connections, stop: CancellationToken) {
     loop {
+        // Waiting for a free slot before accepting leaves the surplus clients in the kernel's
+        // backlog, where they cost this process nothing.
+        let slot = tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            slot = connections.slots.clone().acquire_owned() => slot,
+        };
+        let Ok(slot) = slot else { return };
         let (stream, _peer) = tokio::select! {
             biased;
             () = stop.cancelled() => return,
@@ -178,8 +267,10 @@ async fn accept(mut listener: Listener, connections: Connections, stop: Cancella
             tracker,
             close_idle,
             kill,
+            slots: _,
         } = connections.clone();
         tracker.spawn(async move {
+            let _slot = slot;
             let service = TowerToHyperService::new(router);
             let mut connection = pin!(
                 http.serve_connection(TokioIo::new(stream), service)

@@ -210,17 +210,23 @@ fn fifty_sighups_leave_one_thread_and_the_same_open_files() {
             .unwrap()
             .count()
     };
-    // A starting worker's readiness pipe stays open in the supervisor until the worker
-    // reports; at rest every pipe the supervisor holds (stdout, stderr, the parent watch,
-    // inherited ones) is shared with every worker.
+    // At rest the supervisor holds one status pipe per live worker (shared with that worker
+    // only), and every other pipe (stdout, stderr, the parent watch, inherited ones) is shared
+    // with every worker: a pipe of a gone worker would be shared with none.
     let at_rest = || {
         let workers = prefork_support::workers_of(pid);
-        workers.len() == 2
-            && prefork_support::pipes(pid.as_raw()).iter().all(|pipe| {
+        let held: Vec<usize> = prefork_support::pipes(pid.as_raw())
+            .iter()
+            .map(|pipe| {
                 workers
                     .iter()
-                    .all(|w| prefork_support::pipes(*w).contains(pipe))
+                    .filter(|w| prefork_support::pipes(**w).contains(pipe))
+                    .count()
             })
+            .collect();
+        workers.len() == 2
+            && held.iter().all(|n| *n == 1 || *n == workers.len())
+            && held.iter().filter(|n| **n == 1).count() == workers.len()
     };
     assert!(eventually(Duration::from_secs(5), at_rest), "never at rest");
     let baseline = fds();

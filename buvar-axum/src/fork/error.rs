@@ -31,6 +31,17 @@ pub enum ForkError {
         #[source]
         source: std::io::Error,
     },
+    /// The configured worker user or group does not exist.
+    #[error(
+        "the worker {kind} `{name}` does not exist; set an existing name or numeric id \
+         (`[http] user` / `group`)"
+    )]
+    UnknownUser {
+        /// `"user"` or `"group"`.
+        kind: &'static str,
+        /// The name that was looked up.
+        name: String,
+    },
     /// Every worker failed before any of them reported readiness.
     #[error(
         "no worker became ready (worker {index} {status}); check the worker's log for the \

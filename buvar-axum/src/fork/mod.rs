@@ -12,11 +12,20 @@
 //! - on a second SIGINT, or SIGQUIT, kills every worker at once;
 //! - on SIGHUP replaces the workers one slot at a time: a new worker first, the old one is
 //!   stopped only once the new one is ready; a new worker that fails ends the rollout;
+//! - on SIGTTIN adds a worker, on SIGTTOU gracefully stops the newest slot (never the last);
+//! - replaces a worker that asked for it ([`Worker::request_replacement`], e.g. after
+//!   `max_requests`) the same way, one slot of a rolling restart;
+//! - kills and replaces a worker whose runtime stopped ticking its heartbeat for the heartbeat
+//!   timeout (a blocked runtime, as opposed to a long request);
+//! - with `NOTIFY_SOCKET` set, tells the service manager `READY=1` once every worker is ready,
+//!   `RELOADING=1` and `READY=1` around a rolling restart, `STOPPING=1`, and `STATUS=` counts;
 //! - replaces a worker that dies unexpectedly, after a per-slot back-off (100 ms doubling up to
-//!   30 s, reset once a worker stayed up for 60 s), and gives up with
+//!   30 s, reset once a worker stayed ready for 5 s), and gives up with
 //!   [`ForkError::NeverReady`] if no worker ever became ready.
 //!
-//! Workers die with the supervisor (parent-death signal plus a pipe they watch).
+//! Workers drop to the configured [`Credentials`] right after fork, then set the parent-death
+//! signal (changing credentials clears it), so they die with the supervisor (that signal plus a
+//! pipe they watch).
 //!
 //! ```no_run
 //! use buvar_axum::{fork::{self, Prefork}, sockets::{BindOptions, bind, parse_uris}};
@@ -37,6 +46,8 @@
 
 mod backoff;
 mod error;
+mod notify;
+mod privileges;
 mod serve;
 mod signals;
 mod supervisor;
@@ -45,6 +56,7 @@ mod worker;
 use std::{process::ExitCode, time::Duration};
 
 pub use error::ForkError;
+pub use privileges::Credentials;
 pub use serve::{drain_on_shutdown, serve};
 pub use worker::{Shutdown, ShutdownWatch, Worker};
 
@@ -62,10 +74,13 @@ pub struct Prefork {
 struct Settings {
     graceful_timeout: Duration,
     ready_timeout: Duration,
+    heartbeat_timeout: Option<Duration>,
+    credentials: Option<Credentials>,
 }
 
 impl Prefork {
-    /// A supervisor for these sockets: one worker per CPU, 30 s graceful and ready timeouts.
+    /// A supervisor for these sockets: one worker per CPU, 30 s graceful, ready and heartbeat
+    /// timeouts, workers keep the supervisor's user.
     pub fn new(sockets: Vec<BoundSocket>) -> Self {
         Self {
             sockets,
@@ -73,6 +88,8 @@ impl Prefork {
             settings: Settings {
                 graceful_timeout: Duration::from_secs(30),
                 ready_timeout: Duration::from_secs(30),
+                heartbeat_timeout: Some(Duration::from_secs(30)),
+                credentials: None,
             },
         }
     }
@@ -97,6 +114,21 @@ impl Prefork {
         self
     }
 
+    /// How long a ready worker's runtime may go without ticking its heartbeat before it is
+    /// killed and replaced; `None` never checks. The heartbeat starts with
+    /// [`Worker::watch_shutdown`]; a worker that never calls it is not checked, and before a
+    /// worker is ready the ready timeout applies instead.
+    pub fn heartbeat_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.settings.heartbeat_timeout = timeout;
+        self
+    }
+
+    /// The user and group the workers switch to after fork; `None` keeps the supervisor's.
+    pub fn credentials(mut self, credentials: Option<Credentials>) -> Self {
+        self.settings.credentials = credentials;
+        self
+    }
+
     /// Runs the workers until the supervisor is told to stop.
     ///
     /// `worker` runs in each worker process (or in this one with one worker) and returns the
@@ -112,6 +144,9 @@ impl Prefork {
             n => n,
         };
         if workers == 1 && self.workers == 1 {
+            if let Some(credentials) = self.settings.credentials {
+                credentials.assume()?;
+            }
             let code = worker(Worker::new(
                 0,
                 self.sockets,

@@ -21,13 +21,24 @@ pub async fn serve(worker: &mut Worker, router: Router) -> io::Result<Shutdown> 
 }
 
 /// Waits for a reason to stop, then drains `serving`; returns the reason. Without a
-/// supervisor nobody else cuts a drain short, so a second stop request does.
+/// supervisor nobody else cuts a drain short, so a second stop request does. Once `serving`
+/// reached its `max_requests`, it asks the supervisor for a replacement and serves on until
+/// that one is ready and this worker is told to stop.
 pub async fn drain_on_shutdown(
     worker: &Worker,
     shutdown: &mut ShutdownWatch,
     serving: Serving,
 ) -> Shutdown {
-    let reason = shutdown.wait().await;
+    let reached = serving.max_requests_reached();
+    let reason = tokio::select! {
+        reason = shutdown.wait() => reason,
+        () = reached => {
+            if let Err(error) = worker.request_replacement() {
+                tracing::error!(index = worker.index(), %error, "cannot ask the supervisor for a replacement");
+            }
+            shutdown.wait().await
+        }
+    };
     tracing::info!(index = worker.index(), ?reason, "worker draining");
     let open = serving.open_connections();
     if worker.is_supervised() {

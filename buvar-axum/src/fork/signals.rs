@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use super::ForkError;
 
 /// The signals the supervisor acts on or forwards to its workers.
-pub(super) const HANDLED: [Signal; 8] = [
+pub(super) const HANDLED: [Signal; 10] = [
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGHUP,
@@ -18,6 +18,8 @@ pub(super) const HANDLED: [Signal; 8] = [
     Signal::SIGUSR1,
     Signal::SIGUSR2,
     Signal::SIGWINCH,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
     Signal::SIGCHLD,
 ];
 
@@ -34,6 +36,8 @@ fn handled_set() -> SigSet {
 pub(super) struct SignalQueue {
     fd: SignalFd,
     previous_mask: SigSet,
+    /// Dropped in a freshly forked worker: close the descriptor, nothing more.
+    in_worker: bool,
 }
 
 impl SignalQueue {
@@ -55,7 +59,11 @@ impl SignalQueue {
             SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
         )
         .map_err(ForkError::sys("open a signalfd"))?;
-        Ok(Self { fd, previous_mask })
+        Ok(Self {
+            fd,
+            previous_mask,
+            in_worker: false,
+        })
     }
 
     /// Every signal queued since the last call.
@@ -80,8 +88,21 @@ impl AsFd for SignalQueue {
     }
 }
 
+impl SignalQueue {
+    /// Closes the inherited descriptor in a forked worker. A signalfd reads the *reading*
+    /// process's pending signals: draining it here would swallow a SIGTERM sent to the worker
+    /// in its first microseconds, and the worker would never stop. Left pending, that signal
+    /// is delivered once [`reset_in_worker`] unblocks it.
+    pub(super) fn close_in_worker(mut self) {
+        self.in_worker = true;
+    }
+}
+
 impl Drop for SignalQueue {
     fn drop(&mut self) {
+        if self.in_worker {
+            return;
+        }
         // Unblocking would deliver what is still queued with its default action (a late
         // second SIGTERM would kill a supervisor that already stopped cleanly).
         while let Ok(Some(_)) = self.fd.read_signal() {}

@@ -17,7 +17,9 @@ use nix::{
     unistd::{ForkResult, Pid, fork, getpid, getppid, pipe2},
 };
 
-use super::{ForkError, Settings, Worker, backoff::Backoff, signals};
+use super::{
+    ForkError, Settings, Worker, backoff::Backoff, notify::Notifier, signals, worker::message,
+};
 use crate::sockets::BoundSocket;
 
 /// How often the poll loop wakes without events, to run timers.
@@ -32,13 +34,22 @@ struct Child {
     pid: Pid,
     slot: usize,
     generation: u64,
-    ready_pipe: Option<OwnedFd>,
+    /// The worker's status pipe, read until end of file.
+    pipe: Option<OwnedFd>,
     spawned: Instant,
     ready_at: Option<Instant>,
+    /// When its runtime last ticked (or said ready); checked once it is ready (before, the
+    /// ready timeout applies) and only if it ever ticked (a worker that never started the
+    /// heartbeat is not).
+    last_beat: Option<Instant>,
+    beating: bool,
+    /// It asked to be replaced.
+    retire: bool,
     /// Set once we asked it to stop: SIGKILL at this instant.
     kill_at: Option<Instant>,
     killed: bool,
     missed_readiness: bool,
+    missed_heartbeat: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +82,9 @@ pub(super) struct Supervisor {
     forced: bool,
     never_ready: Option<(usize, String)>,
     ever_ready: bool,
+    notifier: Notifier,
+    /// Whether the service manager was last told `READY=1` (not `RELOADING=1`).
+    announced_ready: bool,
 }
 
 impl Supervisor {
@@ -102,6 +116,8 @@ impl Supervisor {
             forced: false,
             never_ready: None,
             ever_ready: false,
+            notifier: Notifier::from_env(),
+            announced_ready: false,
         })
     }
 
@@ -114,14 +130,15 @@ impl Supervisor {
             self.spawn(slot, work)?;
         }
         loop {
-            let became_ready = self.wait_for_events()?;
-            self.handle_signals()?;
-            for pid in became_ready {
-                self.on_ready(pid);
+            let messages = self.wait_for_events()?;
+            self.handle_signals(work)?;
+            for (pid, message) in messages {
+                self.on_message(pid, message);
             }
             self.reap()?;
             self.run_timers(work)?;
             self.advance_rollout(work)?;
+            self.report_status();
             if self.stopping && self.children.is_empty() {
                 return self.finish();
             }
@@ -141,15 +158,15 @@ impl Supervisor {
         }
     }
 
-    /// Polls the signalfd and the readiness pipes; returns the workers that reported ready.
-    fn wait_for_events(&mut self) -> Result<Vec<Pid>, ForkError> {
+    /// Polls the signalfd and the workers' status pipes; returns what the workers said.
+    fn wait_for_events(&mut self) -> Result<Vec<(Pid, u8)>, ForkError> {
         let Some(signals) = &self.signals else {
             return Ok(Vec::new());
         };
         let watched: Vec<(Pid, &OwnedFd)> = self
             .children
             .iter()
-            .filter_map(|child| child.ready_pipe.as_ref().map(|fd| (child.pid, fd)))
+            .filter_map(|child| child.pipe.as_ref().map(|fd| (child.pid, fd)))
             .collect();
         let mut fds = Vec::with_capacity(watched.len() + 1);
         fds.push(PollFd::new(signals.as_fd(), PollFlags::POLLIN));
@@ -169,27 +186,54 @@ impl Supervisor {
                 readable.push(*pid);
             }
         }
-        let mut ready = Vec::new();
+        let mut messages = Vec::new();
         for pid in readable {
             let Some(child) = self.children.iter_mut().find(|child| child.pid == pid) else {
                 continue;
             };
-            let mut byte = [0u8; 1];
-            let got = match &child.ready_pipe {
-                Some(fd) => nix::unistd::read(fd.as_raw_fd(), &mut byte),
+            let mut bytes = [0u8; 64];
+            let got = match &child.pipe {
+                Some(fd) => nix::unistd::read(fd.as_raw_fd(), &mut bytes),
                 None => continue,
             };
-            // Either way the pipe has said all it will: a byte, or end of file from a worker
-            // that exited before becoming ready (reaping tells why).
-            child.ready_pipe = None;
-            if got == Ok(1) {
-                ready.push(pid);
+            match got {
+                Ok(0) => child.pipe = None,
+                Ok(n) => messages.extend(bytes[..n].iter().map(|byte| (pid, *byte))),
+                Err(Errno::EAGAIN | Errno::EINTR) => {}
+                // The worker closed its end in some broken way; reaping tells the rest.
+                Err(_) => child.pipe = None,
             }
         }
-        Ok(ready)
+        Ok(messages)
     }
 
-    fn handle_signals(&mut self) -> Result<(), ForkError> {
+    fn on_message(&mut self, pid: Pid, byte: u8) {
+        match byte {
+            message::READY => self.on_ready(pid),
+            message::HEARTBEAT => {
+                if let Some(child) = self.children.iter_mut().find(|child| child.pid == pid) {
+                    child.last_beat = Some(Instant::now());
+                    child.beating = true;
+                }
+            }
+            message::REPLACE_ME => {
+                if let Some(child) = self.children.iter_mut().find(|child| child.pid == pid) {
+                    if child.kill_at.is_none() && !child.retire {
+                        tracing::info!(index = child.slot, worker_pid = %pid, "worker asked to be replaced");
+                        child.retire = true;
+                    }
+                }
+            }
+            other => {
+                tracing::warn!(worker_pid = %pid, byte = other, "unknown message from a worker")
+            }
+        }
+    }
+
+    fn handle_signals<F>(&mut self, work: &F) -> Result<(), ForkError>
+    where
+        F: Fn(Worker) -> i32,
+    {
         let received = match &mut self.signals {
             Some(signals) => signals.drain()?,
             None => Vec::new(),
@@ -211,8 +255,12 @@ impl Supervisor {
                     tracing::info!("rolling restart requested");
                     self.generation += 1;
                     self.rolling = true;
+                    self.announced_ready = false;
+                    self.notifier.reloading();
                 }
-                Signal::SIGHUP => {}
+                Signal::SIGTTIN if !self.stopping => self.add_worker(work)?,
+                Signal::SIGTTOU if !self.stopping => self.remove_worker(),
+                Signal::SIGHUP | Signal::SIGTTIN | Signal::SIGTTOU => {}
                 other => {
                     for child in &self.children {
                         signal_child(child, other);
@@ -223,12 +271,71 @@ impl Supervisor {
         Ok(())
     }
 
+    /// SIGTTIN: one more slot, started at once.
+    fn add_worker<F>(&mut self, work: &F) -> Result<(), ForkError>
+    where
+        F: Fn(Worker) -> i32,
+    {
+        self.slots.push(Slot {
+            backoff: Backoff::default(),
+            respawn_at: None,
+        });
+        let index = self.slots.len() - 1;
+        tracing::info!(workers = self.slots.len(), "adding a worker");
+        if let Err(error) = self.spawn(index, work) {
+            self.retry_later(index, error)?;
+        }
+        Ok(())
+    }
+
+    /// SIGTTOU: the newest slot goes away; its workers drain as on SIGTERM.
+    fn remove_worker(&mut self) {
+        if self.slots.len() <= 1 {
+            tracing::warn!("not removing the last worker");
+            return;
+        }
+        self.slots.pop();
+        let index = self.slots.len();
+        tracing::info!(workers = self.slots.len(), "removing a worker");
+        let deadline = Instant::now() + self.kill_after();
+        for child in &mut self.children {
+            if child.slot == index && child.kill_at.is_none() {
+                stop_child(child, Signal::SIGTERM, deadline);
+            }
+        }
+    }
+
+    /// Tells the service manager the counts, and `READY=1` once every slot has a ready worker
+    /// and no rollout is under way.
+    fn report_status(&mut self) {
+        if self.stopping {
+            return;
+        }
+        let total = self.slots.len();
+        let ready = (0..total)
+            .filter(|slot| {
+                self.children.iter().any(|child| {
+                    child.slot == *slot && child.ready_at.is_some() && child.kill_at.is_none()
+                })
+            })
+            .count();
+        let settled = !self.rolling && self.step.is_none();
+        if !self.announced_ready && settled && ready == total {
+            self.announced_ready = true;
+            self.notifier.ready(ready, total);
+        } else {
+            self.notifier.status(ready, total);
+        }
+    }
+
     fn on_ready(&mut self, pid: Pid) {
         let now = Instant::now();
         let Some(child) = self.children.iter_mut().find(|child| child.pid == pid) else {
             return;
         };
         child.ready_at = Some(now);
+        // Saying ready proves the runtime runs: a beat from before a slow start is stale.
+        child.last_beat = Some(now);
         self.ever_ready = true;
         tracing::info!(index = child.slot, worker_pid = %pid, "worker ready");
         if let Some(step) = self.step.filter(|step| step.new == pid) {
@@ -266,6 +373,11 @@ impl Supervisor {
         };
         let child = self.children.swap_remove(at);
         let index = child.slot;
+        let was_new = self.step.is_some_and(|step| step.new == pid);
+        if was_new && child.kill_at.is_some() {
+            // Stopped on purpose (its slot was removed); the rollout picks the next one.
+            self.step = None;
+        }
         if child.kill_at.is_some() {
             tracing::info!(index, worker_pid = %pid, "worker {how} after being asked to stop");
             return;
@@ -276,14 +388,24 @@ impl Supervisor {
         }
         let why = if child.missed_readiness {
             "it did not become ready in time"
+        } else if child.missed_heartbeat {
+            "its runtime stopped ticking the heartbeat"
         } else {
             "unexpectedly"
         };
         tracing::warn!(index, worker_pid = %pid, "worker {how}: {why}");
-        if self.step.is_some_and(|step| step.new == pid) {
+        if was_new {
             tracing::error!(index, worker_pid = %pid, "rolling restart aborted: the new worker failed; keeping the old workers");
-            self.step = None;
+            if let Some(step) = self.step.take() {
+                // Its replacement failed: it serves on rather than be retried in a loop.
+                if let Some(old) = self.children.iter_mut().find(|c| c.pid == step.old) {
+                    old.retire = false;
+                }
+            }
             self.rolling = false;
+            return;
+        }
+        if index >= self.slots.len() {
             return;
         }
         if !self.ever_ready {
@@ -329,6 +451,19 @@ impl Supervisor {
                 signal_child(child, Signal::SIGKILL);
                 child.killed = true;
                 child.missed_readiness = true;
+            } else if child.kill_at.is_none()
+                && child.ready_at.is_some()
+                && child.beating
+                && self.settings.heartbeat_timeout.is_some_and(|timeout| {
+                    child
+                        .last_beat
+                        .is_some_and(|beat| now.duration_since(beat) >= timeout)
+                })
+            {
+                tracing::warn!(index = child.slot, worker_pid = %child.pid, "worker missed its heartbeat; killing it");
+                signal_child(child, Signal::SIGKILL);
+                child.killed = true;
+                child.missed_heartbeat = true;
             }
         }
         if self.stopping {
@@ -362,14 +497,18 @@ impl Supervisor {
     where
         F: Fn(Worker) -> i32,
     {
-        if self.stopping || !self.rolling || self.step.is_some() {
+        if self.stopping || self.step.is_some() {
             return Ok(());
         }
+        let rolling = self.rolling;
+        let generation = self.generation;
         let next = self
             .children
             .iter()
             .find(|child| {
-                child.generation < self.generation && child.kill_at.is_none() && !child.killed
+                (child.retire || (rolling && child.generation < generation))
+                    && child.kill_at.is_none()
+                    && !child.killed
             })
             .map(|child| (child.pid, child.slot));
         match next {
@@ -377,14 +516,18 @@ impl Supervisor {
                 Ok(new) => self.step = Some(Step { new, old }),
                 Err(error @ ForkError::Threaded { .. }) => return Err(error),
                 Err(error) => {
-                    tracing::error!(%error, "rolling restart aborted: cannot start a new worker");
+                    tracing::error!(%error, "replacement aborted: cannot start a new worker");
                     self.rolling = false;
+                    for child in &mut self.children {
+                        child.retire = false;
+                    }
                 }
             },
-            None => {
+            None if rolling => {
                 self.rolling = false;
                 tracing::info!("rolling restart complete");
             }
+            None => {}
         }
         Ok(())
     }
@@ -400,6 +543,7 @@ impl Supervisor {
             return;
         }
         self.stopping = true;
+        self.notifier.stopping();
         self.rolling = false;
         self.step = None;
         // Closing our copies makes the sockets vanish once the workers drop theirs, so new
@@ -429,7 +573,7 @@ impl Supervisor {
     {
         super::ensure_single_threaded()?;
         let (ready_read, ready_write) =
-            pipe2(OFlag::O_CLOEXEC).map_err(ForkError::sys("create a pipe"))?;
+            pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(ForkError::sys("create a pipe"))?;
         // SAFETY: this process has a single thread (checked above), so no lock is held
         // by a thread that would not exist in the child.
         match unsafe { fork() }.map_err(ForkError::sys("fork"))? {
@@ -440,12 +584,16 @@ impl Supervisor {
                     pid: child,
                     slot,
                     generation: self.generation,
-                    ready_pipe: Some(ready_read),
+                    pipe: Some(ready_read),
                     spawned: Instant::now(),
                     ready_at: None,
+                    last_beat: None,
+                    beating: false,
+                    retire: false,
                     kill_at: None,
                     killed: false,
                     missed_readiness: false,
+                    missed_heartbeat: false,
                 });
                 Ok(child)
             }
@@ -465,10 +613,16 @@ impl Supervisor {
 
     /// Runs in the child right after fork: drop what belongs to the parent, die with it.
     fn become_worker(&mut self, slot: usize, ready: OwnedFd) -> Result<Worker, ForkError> {
-        drop(self.signals.take());
+        if let Some(signals) = self.signals.take() {
+            signals.close_in_worker();
+        }
         self.children.clear();
         let parent_watch = self.parent_watch.take().map(|(read, _write)| read);
         signals::reset_in_worker()?;
+        if let Some(credentials) = self.settings.credentials {
+            credentials.assume()?;
+        }
+        // After the credentials: changing them clears the parent-death signal.
         nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)
             .map_err(ForkError::sys("set the parent-death signal"))?;
         // The supervisor may have died before the line above took effect.
@@ -478,13 +632,19 @@ impl Supervisor {
                 source: Errno::ESRCH,
             });
         }
+        // A few beats per timeout, so one late tick is no reason to kill.
+        let beat = self
+            .settings
+            .heartbeat_timeout
+            .map(|timeout| (timeout / 4).max(Duration::from_millis(1)));
         Ok(Worker::new(
             slot,
             std::mem::take(&mut self.sockets),
             self.settings.graceful_timeout,
             Some(ready),
             parent_watch,
-        ))
+        )
+        .with_heartbeat(beat))
     }
 }
 

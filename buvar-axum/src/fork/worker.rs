@@ -14,6 +14,16 @@ use tokio::{
 
 use crate::sockets::BoundSocket;
 
+/// What a worker writes on its status pipe to the supervisor, one byte per message.
+pub(super) mod message {
+    /// The worker accepts connections.
+    pub(crate) const READY: u8 = b'R';
+    /// The worker's runtime is alive.
+    pub(crate) const HEARTBEAT: u8 = b'H';
+    /// The worker wants to be replaced (e.g. it served `max_requests`).
+    pub(crate) const REPLACE_ME: u8 = b'M';
+}
+
 /// One worker process (or, with one worker, the supervisor's own process).
 ///
 /// Inside the worker closure of [`Prefork::run`](super::Prefork::run): build a tokio runtime,
@@ -25,9 +35,12 @@ pub struct Worker {
     index: usize,
     sockets: Vec<BoundSocket>,
     graceful_timeout: Duration,
+    /// The status pipe to the supervisor (non-blocking, so a busy supervisor never stalls us).
     ready: Option<OwnedFd>,
     notified: AtomicBool,
+    replacement_requested: AtomicBool,
     parent: Option<OwnedFd>,
+    heartbeat: Option<Duration>,
 }
 
 /// Why a worker was asked to stop.
@@ -56,8 +69,23 @@ impl Worker {
             graceful_timeout,
             ready,
             notified: AtomicBool::new(false),
+            replacement_requested: AtomicBool::new(false),
             parent,
+            heartbeat: None,
         }
+    }
+
+    /// Ticks the heartbeat this often once [`watch_shutdown`](Self::watch_shutdown) runs.
+    pub(super) fn with_heartbeat(mut self, period: Option<Duration>) -> Self {
+        self.heartbeat = period;
+        self
+    }
+
+    fn tell_supervisor(&self, message: u8) -> io::Result<()> {
+        if let Some(pipe) = &self.ready {
+            nix::unistd::write(pipe, &[message]).map_err(io::Error::from)?;
+        }
+        Ok(())
     }
 
     /// The worker's slot, from 0 to the number of workers - 1; a replacement keeps the slot.
@@ -94,10 +122,21 @@ impl Worker {
         if self.notified.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        if let Some(ready) = &self.ready {
-            nix::unistd::write(ready, b"R").map_err(io::Error::from)?;
+        self.tell_supervisor(message::READY)
+    }
+
+    /// Asks the supervisor to start a replacement; once that one is ready, this worker gets
+    /// SIGTERM and drains as usual, so no request fails. Keep serving meanwhile. Later calls do
+    /// nothing, and without a supervisor neither does the first.
+    pub fn request_replacement(&self) -> io::Result<()> {
+        if self.replacement_requested.swap(true, Ordering::SeqCst) {
+            return Ok(());
         }
-        Ok(())
+        tracing::info!(
+            index = self.index,
+            "asking the supervisor for a replacement"
+        );
+        self.tell_supervisor(message::REPLACE_ME)
     }
 
     /// Starts listening for the reasons to stop: SIGTERM, SIGINT, and the supervisor's death.
@@ -106,7 +145,23 @@ impl Worker {
     /// so that a stop request never meets a worker without handlers. It also installs
     /// handlers for SIGUSR1 and SIGUSR2, which the supervisor forwards, so that they no longer
     /// end the worker; listen to them with `tokio::signal` to act on them.
+    ///
+    /// Under a supervisor it also starts the heartbeat: a task on this runtime that tells the
+    /// supervisor the runtime still runs tasks. A runtime blocked (by a synchronous call in an
+    /// async handler, say) stops the heartbeat, and the supervisor replaces the worker.
     pub fn watch_shutdown(&self) -> io::Result<ShutdownWatch> {
+        if let (Some(period), Some(pipe)) = (self.heartbeat, &self.ready) {
+            let pipe = pipe.try_clone()?;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    // A full pipe means the supervisor has beats to read already.
+                    let _ = nix::unistd::write(&pipe, &[message::HEARTBEAT]);
+                }
+            });
+        }
         // tokio keeps a handler installed once registered, even after the stream is dropped.
         drop(signal(SignalKind::user_defined1())?);
         drop(signal(SignalKind::user_defined2())?);

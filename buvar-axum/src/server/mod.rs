@@ -170,6 +170,23 @@ impl std::fmt::Debug for ReadyHook {
     }
 }
 
+/// Called once the server answered `[http] max_requests` (plus jitter) requests (the pre-fork
+/// worker asks its supervisor for a replacement through it).
+pub struct ReplaceHook(Box<dyn Fn() + Send + Sync>);
+
+impl ReplaceHook {
+    /// A hook running `f`.
+    pub fn new(f: impl Fn() + Send + Sync + 'static) -> Self {
+        Self(Box::new(f))
+    }
+}
+
+impl std::fmt::Debug for ReplaceHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReplaceHook")
+    }
+}
+
 /// Whether the server accepts requests, and on which addresses; `/readyz` reads it.
 #[derive(Debug)]
 pub struct Readiness {
@@ -301,6 +318,13 @@ async fn serve(
     readiness.set_ready(addrs);
     if let Some(hook) = context.try_get::<ReadyHook>() {
         (hook.0)();
+    }
+    if let Some(hook) = context.try_get::<ReplaceHook>() {
+        let reached = serving.max_requests_reached();
+        tokio::spawn(async move {
+            reached.await;
+            (hook.0)();
+        });
     }
     cancel.cancelled().await;
     tracing::info!("draining");

@@ -1,20 +1,24 @@
 //! A pre-forked HTTP server for the end-to-end tests: `GET /pid` answers the worker's pid,
-//! `GET /slow?ms=N` answers after N milliseconds.
+//! `GET /slow?ms=N` answers after N milliseconds, `GET /block?ms=N` blocks the worker's runtime
+//! for N milliseconds, `GET /pdeathsig` answers the worker's parent-death signal number (0 for
+//! none), `GET /orphan` starts a grandchild that outlives its parent and answers its pid.
 //!
 //! Arguments: `--bind URI` (repeatable), `--workers N`, `--graceful-ms N`,
-//! `--ready-timeout-ms N`, `--unix-mode OCTAL`, `--fail-if-exists PATH` (a worker exits
-//! before becoming ready while PATH exists).
+//! `--ready-timeout-ms N`, `--heartbeat-ms N`, `--max-requests N`, `--user NAME`,
+//! `--group NAME`, `--unix-mode OCTAL`, `--fail-if-exists PATH` (a worker exits before becoming
+//! ready while PATH exists).
 //!
 //! Stdout, one line per event: `BOUND <uri>` per socket from the supervisor before forking,
 //! `READY <index> <pid>` from each worker once it accepts, `SLOW <pid>` when a slow request
-//! starts, `FAILING <pid>` from a worker told to fail, `USR1 <pid>` when a worker gets SIGUSR1.
+//! starts, `BLOCK <pid>` when a blocking one starts, `FAILING <pid>` from a worker told to fail,
+//! `USR1 <pid>` when a worker gets SIGUSR1.
 
 use std::{io::Write, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context, bail};
 use axum::{Router, extract::Query, routing::get};
 use buvar_axum::{
-    fork::{self, Prefork, Worker},
+    fork::{self, Credentials, Prefork, Worker},
     serving::{ServeOptions, Serving},
     sockets::{BindOptions, bind, parse_uris},
 };
@@ -26,6 +30,10 @@ struct Args {
     workers: usize,
     graceful: Option<Duration>,
     ready_timeout: Option<Duration>,
+    heartbeat: Option<Duration>,
+    max_requests: Option<u64>,
+    user: Option<String>,
+    group: Option<String>,
     unix_mode: Option<u32>,
     fail_if_exists: Option<PathBuf>,
 }
@@ -45,6 +53,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--ready-timeout-ms" => {
                 args.ready_timeout = Some(Duration::from_millis(value()?.parse()?));
             }
+            "--heartbeat-ms" => args.heartbeat = Some(Duration::from_millis(value()?.parse()?)),
+            "--max-requests" => args.max_requests = Some(value()?.parse()?),
+            "--user" => args.user = Some(value()?),
+            "--group" => args.group = Some(value()?),
             "--unix-mode" => args.unix_mode = Some(u32::from_str_radix(&value()?, 8)?),
             "--fail-if-exists" => args.fail_if_exists = Some(value()?.into()),
             other => bail!("unknown argument {other}"),
@@ -76,9 +88,43 @@ fn router() -> Router {
                 "slow done"
             }),
         )
+        .route(
+            "/block",
+            get(|Query(slow): Query<Slow>| async move {
+                say(&format!("BLOCK {}", std::process::id()));
+                // Deliberately blocking: the runtime stops, as with a synchronous call gone wrong.
+                std::thread::sleep(Duration::from_millis(slow.ms));
+                "block done"
+            }),
+        )
+        .route(
+            "/pdeathsig",
+            get(|| async {
+                let signal = nix::sys::prctl::get_pdeathsig().ok().flatten();
+                signal.map_or(0, |signal| signal as i32).to_string()
+            }),
+        )
+        .route("/orphan", get(orphan))
 }
 
-fn run_worker(worker: &mut Worker, fail_if_exists: Option<&PathBuf>) -> anyhow::Result<()> {
+/// A shell whose background `sleep` outlives it: the sleep is orphaned and reparented to the
+/// nearest reaper (the supervisor when it runs as pid 1 of a pid namespace).
+async fn orphan() -> String {
+    let out = tokio::process::Command::new("sh")
+        .args(["-c", "sleep 0.5 </dev/null >/dev/null 2>&1 & echo $!"])
+        .output()
+        .await;
+    match out {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        Err(error) => format!("error: {error}"),
+    }
+}
+
+fn run_worker(
+    worker: &mut Worker,
+    fail_if_exists: Option<&PathBuf>,
+    max_requests: Option<u64>,
+) -> anyhow::Result<()> {
     if fail_if_exists.is_some_and(|path| path.exists()) {
         say(&format!("FAILING {}", std::process::id()));
         bail!("told to fail before becoming ready");
@@ -88,7 +134,9 @@ fn run_worker(worker: &mut Worker, fail_if_exists: Option<&PathBuf>) -> anyhow::
         .build()?;
     runtime.block_on(async {
         let mut shutdown = worker.watch_shutdown()?;
-        let options = ServeOptions::default().graceful_timeout(worker.graceful_timeout());
+        let options = ServeOptions::default()
+            .graceful_timeout(worker.graceful_timeout())
+            .max_requests(max_requests, 0);
         let serving = Serving::start(worker.take_sockets(), router(), options)?;
         let mut user1 = signal(SignalKind::user_defined1())?;
         tokio::spawn(async move {
@@ -121,7 +169,16 @@ fn main() -> anyhow::Result<ExitCode> {
     for socket in &sockets {
         say(&format!("BOUND {}", socket.local_addr()));
     }
-    let mut prefork = Prefork::new(sockets).workers(args.workers);
+    let credentials = match &args.user {
+        Some(user) => Some(Credentials::lookup(user, args.group.as_deref())?),
+        None => None,
+    };
+    let mut prefork = Prefork::new(sockets)
+        .workers(args.workers)
+        .credentials(credentials);
+    if let Some(heartbeat) = args.heartbeat {
+        prefork = prefork.heartbeat_timeout(Some(heartbeat));
+    }
     if let Some(graceful) = args.graceful {
         prefork = prefork.graceful_timeout(graceful);
     }
@@ -129,15 +186,15 @@ fn main() -> anyhow::Result<ExitCode> {
         prefork = prefork.ready_timeout(ready_timeout);
     }
     let fail_if_exists = args.fail_if_exists;
-    let code =
-        prefork.run(
-            |mut worker| match run_worker(&mut worker, fail_if_exists.as_ref()) {
-                Ok(()) => 0,
-                Err(error) => {
-                    tracing::error!(index = worker.index(), "worker failed: {error:#}");
-                    3
-                }
-            },
-        )?;
+    let max_requests = args.max_requests;
+    let code = prefork.run(|mut worker| {
+        match run_worker(&mut worker, fail_if_exists.as_ref(), max_requests) {
+            Ok(()) => 0,
+            Err(error) => {
+                tracing::error!(index = worker.index(), "worker failed: {error:#}");
+                3
+            }
+        }
+    })?;
     Ok(code)
 }

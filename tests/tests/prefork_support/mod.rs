@@ -46,7 +46,10 @@ impl Server {
     /// Runs `command` (which ends up executing the server) in its own process group.
     pub(crate) fn spawn(mut command: Command) -> Result<Server, String> {
         let mut child = command
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("SERVER_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

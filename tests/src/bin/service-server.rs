@@ -1,0 +1,93 @@
+//! A service built with [`Service`], the whole `main` builder, for the end-to-end tests:
+//! every `[http]` setting comes from the config file or `SVC_*` variables.
+//!
+//! Routes: `GET /pid` answers the worker's pid, `GET /slow?ms=N` answers after N milliseconds,
+//! `GET /block?ms=N` blocks the worker's runtime for N milliseconds, `POST /echo` answers the
+//! length of the body it read.
+//!
+//! The `[vault]` section holds secrets; the `vault` plugin logs the whole section at start, so
+//! the tests can check that no secret value ever reaches a log line.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Query;
+use axum::routing::{get, post};
+use buvar_axum::{PrepareExt, Service};
+use buvar_kit::config::Secret;
+use buvar_kit::{BoxError, ConfigSource, Plugin, Prepare};
+use serde::{Deserialize, Serialize};
+
+/// The `[vault]` section.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+struct VaultConfig {
+    url: String,
+    retries: u32,
+    token: Secret<String>,
+    pin: Secret<u32>,
+}
+
+impl Default for VaultConfig {
+    fn default() -> Self {
+        Self {
+            url: "https://vault.invalid".to_owned(),
+            retries: 3,
+            token: Secret::new(String::new()),
+            pin: Secret::new(0),
+        }
+    }
+}
+
+buvar_kit::section!(VaultConfig, "vault", default);
+
+#[derive(Deserialize)]
+struct Slow {
+    ms: u64,
+}
+
+async fn vault(cx: Prepare) -> Result<(), BoxError> {
+    let config = cx
+        .context()
+        .get::<ConfigSource>()?
+        .section::<VaultConfig>()?;
+    tracing::info!(config = ?*config, "vault configured");
+    Ok(())
+}
+
+async fn routes(cx: Prepare) -> Result<(), BoxError> {
+    cx.routes(
+        Router::new()
+            .route("/pid", get(|| async { std::process::id().to_string() }))
+            .route(
+                "/slow",
+                get(|Query(slow): Query<Slow>| async move {
+                    tokio::time::sleep(Duration::from_millis(slow.ms)).await;
+                    "slow done"
+                }),
+            )
+            .route(
+                "/block",
+                get(|Query(slow): Query<Slow>| async move {
+                    // Deliberately blocking: the runtime stops, as with a synchronous call gone
+                    // wrong.
+                    std::thread::sleep(Duration::from_millis(slow.ms));
+                    "block done"
+                }),
+            )
+            .route(
+                "/echo",
+                post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+            ),
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    Service::new("SVC")
+        .section::<VaultConfig>()
+        .load(Plugin::new("vault", vault))
+        .load(Plugin::new("routes", routes))
+        .run()
+}
