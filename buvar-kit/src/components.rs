@@ -5,17 +5,16 @@
 //! task or a request can add what it likes without leaking into the layer the plugins share.
 //!
 //! Reads take no lock: each layer keeps its entries in an immutable map behind an
-//! [`arc_swap::ArcSwapOption`], and a write swaps in a copy. Writes are rare (start-up, or a
+//! [`arc_swap::ArcSwap`], and a write swaps in a copy. Writes are rare (start-up, or a
 //! request adding to its own, usually empty, layer); reads sit on the request path.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::ArcSwap;
 
 /// A shared, stackable registry of components.
 ///
@@ -57,10 +56,9 @@ pub struct Context {
 #[derive(Default)]
 struct Node {
     parent: Option<Context>,
-    entries: ArcSwapOption<Entries>,
-    /// Set once the layer holds anything: most request layers stay empty, and skipping them
-    /// costs one atomic load instead of an `ArcSwap` load.
-    filled: AtomicBool,
+    /// Made on the first write: most request layers stay empty, and an empty layer then costs
+    /// one atomic load to skip and nothing to drop (an `ArcSwap` settles its debts on drop).
+    entries: OnceLock<ArcSwap<Entries>>,
 }
 
 type Entries = HashMap<TypeId, Slot, TypeIdBuildHasher>;
@@ -89,8 +87,7 @@ impl Context {
         Self {
             node: Arc::new(Node {
                 parent: Some(self.clone()),
-                entries: ArcSwapOption::empty(),
-                filled: AtomicBool::new(false),
+                entries: OnceLock::new(),
             }),
         }
     }
@@ -128,8 +125,9 @@ impl Context {
 
     fn insert<T: ?Sized + 'static>(&self, name: Option<&str>, stored: Stored) {
         let key = TypeId::of::<T>();
-        self.node.entries.rcu(|current| {
-            let mut entries = current.as_deref().cloned().unwrap_or_default();
+        let entries = self.node.entries.get_or_init(ArcSwap::default);
+        entries.rcu(|current| {
+            let mut entries = Entries::clone(current);
             let slot = entries.entry(key).or_insert_with(|| Slot {
                 unnamed: None,
                 named: Vec::new(),
@@ -141,18 +139,14 @@ impl Context {
                     None => slot.named.push((Arc::from(name), stored.clone())),
                 },
             }
-            Some(Arc::new(entries))
+            entries
         });
-        self.node.filled.store(true, Ordering::Release);
     }
 
     /// This layer's own entries, if it has any.
     #[inline]
-    fn entries(&self) -> Option<arc_swap::Guard<Option<Arc<Entries>>>> {
-        self.node
-            .filled
-            .load(Ordering::Acquire)
-            .then(|| self.node.entries.load())
+    fn entries(&self) -> Option<arc_swap::Guard<Arc<Entries>>> {
+        self.node.entries.get().map(ArcSwap::load)
     }
 
     /// The unnamed component of type `T`, from this layer or the nearest parent that has one.
@@ -188,10 +182,8 @@ impl Context {
     pub(crate) fn contains_type(&self, key: TypeId, name: Option<&str>) -> bool {
         std::iter::successors(Some(self), |c| c.parent()).any(|context| {
             context
-                .node
-                .entries
-                .load()
-                .as_deref()
+                .entries()
+                .as_ref()
                 .and_then(|entries| entries.get(&key))
                 .is_some_and(|slot| {
                     slot.unnamed.is_some()
@@ -206,11 +198,7 @@ impl Context {
         let mut layer = Some(self);
         while let Some(context) = layer {
             let entries = context.entries();
-            if let Some(slot) = entries
-                .as_ref()
-                .and_then(|entries| entries.as_deref())
-                .and_then(|entries| entries.get(&key))
-            {
+            if let Some(slot) = entries.as_ref().and_then(|entries| entries.get(&key)) {
                 let stored = match name {
                     None => slot.unnamed.as_ref(),
                     Some(name) => slot
@@ -236,10 +224,8 @@ impl Context {
         let mut layer = Some(self);
         while let Some(context) = layer {
             if let Some(slot) = context
-                .node
-                .entries
-                .load()
-                .as_deref()
+                .entries()
+                .as_ref()
                 .and_then(|entries| entries.get(&key))
             {
                 let names = slot
@@ -269,7 +255,7 @@ impl Context {
 
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let own = self.node.entries.load().as_deref().map_or(0, |e| e.len());
+        let own = self.entries().map_or(0, |entries| entries.len());
         f.debug_struct("Context")
             .field("depth", &self.depth())
             .field("types_in_layer", &own)

@@ -4,6 +4,7 @@
 //! request's extensions. A failure answers `500 Internal Server Error` and logs the reason (the
 //! type, and for injection the whole chain); it never panics.
 
+use std::any::TypeId;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use http::request::Parts;
 
 use crate::Context;
 use crate::config::Section;
+use crate::di::Adapters;
 pub use crate::di::{Component, Config};
 
 /// Why an extractor could not produce its value.
@@ -46,11 +48,10 @@ impl IntoResponse for ExtractRejection {
 }
 
 /// The request's context (a child of the plugin context). Also an extractor itself.
-pub(crate) fn request_context(parts: &Parts) -> Result<Context, ExtractRejection> {
+pub(crate) fn request_context(parts: &Parts) -> Result<&Context, ExtractRejection> {
     parts
         .extensions
         .get::<Context>()
-        .cloned()
         .ok_or(ExtractRejection::NoContext)
 }
 
@@ -58,7 +59,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Context {
     type Rejection = ExtractRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        request_context(parts)
+        request_context(parts).cloned()
     }
 }
 
@@ -71,7 +72,8 @@ impl<S: Send + Sync, T: ?Sized + Send + Sync + 'static> FromRequestParts<S> for 
 }
 
 /// A value resolved by dependency injection in the request's context: adapters may depend on
-/// the request's [`Parts`] (as `Arc<Parts>`), which the context holds for them.
+/// the request's [`Parts`] (as `Arc<Parts>`, without its extensions), which the context holds
+/// for them once an adapter asks for them.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -111,9 +113,17 @@ impl<S: Send + Sync, T: Send + Sync + 'static> FromRequestParts<S> for Inject<T>
     type Rejection = ExtractRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let context = request_context(parts)?;
-        if !context.contains::<Parts>(None) {
-            context.add(parts.clone());
+        let context = request_context(parts)?.clone();
+        let parts_needed = context
+            .try_get::<Adapters>()
+            .is_some_and(|adapters| adapters.requires(TypeId::of::<Parts>()));
+        if parts_needed && !context.contains::<Parts>(None) {
+            // The request's extensions hold its context: a copy of them inside that context
+            // would be a reference cycle, and the request would never be freed.
+            let extensions = std::mem::take(&mut parts.extensions);
+            let head = parts.clone();
+            parts.extensions = extensions;
+            context.add(head);
         }
         Ok(Inject(context.nject::<T>().await?))
     }
@@ -123,6 +133,6 @@ impl<S: Send + Sync, T: Section> FromRequestParts<S> for Config<T> {
     type Rejection = ExtractRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Config::from_context(&request_context(parts)?)?)
+        Ok(Config::from_context(request_context(parts)?)?)
     }
 }

@@ -179,3 +179,33 @@ async fn config_extractor_with_a_bad_section_answers_500() {
         StatusCode::INTERNAL_SERVER_ERROR
     );
 }
+
+struct DropFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_request_context_is_freed_after_the_response() {
+    let plugins = plugins();
+    let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = dropped.clone();
+    let router = Router::new()
+        .route(
+            "/",
+            get(move |ctx: Context, Inject(caller): Inject<Caller>| {
+                ctx.add(DropFlag(flag.clone()));
+                async move { caller.0.clone() }
+            }),
+        )
+        .layer(ContextLayer::new(plugins.clone()));
+    let (status, body) = call(router, "/", Some("ada")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ada"));
+    assert!(
+        dropped.load(std::sync::atomic::Ordering::SeqCst),
+        "the request's context (and what the handler added to it) outlived the request"
+    );
+}

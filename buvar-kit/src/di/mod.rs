@@ -42,7 +42,7 @@ mod error;
 mod graph;
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -76,6 +76,9 @@ pub enum Lifetime {
 pub struct Adapters {
     by_product: ArcSwap<ProductMap>,
     all: ArcSwap<Vec<Arc<Entry>>>,
+    /// Every type some adapter depends on, so that costly values (a request's head) are only
+    /// put in a context when something will read them.
+    required: ArcSwap<HashSet<TypeId, TypeIdBuildHasher>>,
 }
 
 pub(crate) type Stored = Arc<dyn Any + Send + Sync>;
@@ -161,6 +164,7 @@ impl Default for Adapters {
         Self {
             by_product: ArcSwap::from_pointee(HashMap::default()),
             all: ArcSwap::from_pointee(Vec::new()),
+            required: ArcSwap::from_pointee(HashSet::default()),
         }
     }
 }
@@ -231,7 +235,17 @@ impl Adapters {
             all.push(entry.clone());
             all
         });
+        self.required.rcu(|current| {
+            let mut required = HashSet::clone(current);
+            required.extend(entry.requirements.iter().map(|r| r.type_id));
+            required
+        });
         Registration { entry }
+    }
+
+    /// Whether some registered adapter depends on the type `type_id`.
+    pub fn requires(&self, type_id: TypeId) -> bool {
+        self.required.load().contains(&type_id)
     }
 
     /// How many adapters are registered.
