@@ -35,7 +35,8 @@ struct Flags {
     /// Start-up runs of the example per worker count (0 skips the start-up and memory part).
     #[arg(long, default_value_t = 20)]
     startup_runs: usize,
-    /// Only these variants (letters a to e); all when empty.
+    /// Only these variants: a to e are the issue's, f to h isolate causes of a gap (f: as c on
+    /// a multi-thread runtime; g, h: as c, d with the log level at warn). Default: a to e.
     #[arg(long, value_delimiter = ',')]
     only: Vec<char>,
     /// Where the release binaries are (default: beside this one).
@@ -64,15 +65,21 @@ struct Variant {
     program: &'static str,
     forks: Option<&'static str>,
     path: &'static str,
+    /// More `APP_*` variables for the buvar server.
+    env: &'static [(&'static str, &'static str)],
+    /// Not one of the variants: it isolates one cause of a gap, run with `--only`.
+    diagnostic: bool,
 }
 
-const VARIANTS: [Variant; 5] = [
+const VARIANTS: [Variant; 8] = [
     Variant {
         key: 'a',
         name: "plain axum, multi-thread runtime",
         program: "plain-axum",
         forks: None,
         path: "/",
+        env: &[],
+        diagnostic: false,
     },
     Variant {
         key: 'b',
@@ -80,6 +87,8 @@ const VARIANTS: [Variant; 5] = [
         program: "actix",
         forks: None,
         path: "/",
+        env: &[],
+        diagnostic: false,
     },
     Variant {
         key: 'c',
@@ -87,6 +96,8 @@ const VARIANTS: [Variant; 5] = [
         program: "buvar-server",
         forks: Some("1"),
         path: "/",
+        env: &[],
+        diagnostic: false,
     },
     Variant {
         key: 'd',
@@ -94,6 +105,8 @@ const VARIANTS: [Variant; 5] = [
         program: "buvar-server",
         forks: Some("0"),
         path: "/",
+        env: &[],
+        diagnostic: false,
     },
     Variant {
         key: 'e',
@@ -101,6 +114,35 @@ const VARIANTS: [Variant; 5] = [
         program: "buvar-server",
         forks: Some("0"),
         path: "/extract",
+        env: &[],
+        diagnostic: false,
+    },
+    Variant {
+        key: 'f',
+        name: "as (c), multi-thread runtime (THREADS=2)",
+        program: "buvar-server",
+        forks: Some("1"),
+        path: "/",
+        env: &[("APP_HTTP_THREADS", "2")],
+        diagnostic: true,
+    },
+    Variant {
+        key: 'g',
+        name: "as (c), log level warn (no request span)",
+        program: "buvar-server",
+        forks: Some("1"),
+        path: "/",
+        env: &[("APP_LOG_LEVEL", "warn")],
+        diagnostic: true,
+    },
+    Variant {
+        key: 'h',
+        name: "as (d), log level warn (no request span)",
+        program: "buvar-server",
+        forks: Some("0"),
+        path: "/",
+        env: &[("APP_LOG_LEVEL", "warn")],
+        diagnostic: true,
     },
 ];
 
@@ -114,7 +156,8 @@ fn buvar_command(program: &Path, port: u16, forks: &str) -> Command {
         .env("APP_HTTP_HOST", "127.0.0.1")
         .env("APP_HTTP_PORT", port.to_string())
         .env("APP_HTTP_FORKS", forks)
-        .env_remove("APP_CONFIG");
+        .env_remove("APP_CONFIG")
+        .env_remove("RUST_LOG");
     command
 }
 
@@ -123,7 +166,11 @@ fn start(bin_dir: &Path, variant: &Variant) -> Result<Server, HarnessError> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let program = bin_dir.join(variant.program);
     let command = match variant.forks {
-        Some(forks) => buvar_command(&program, port, forks),
+        Some(forks) => {
+            let mut command = buvar_command(&program, port, forks);
+            command.envs(variant.env.iter().copied());
+            command
+        }
         None => {
             let mut command = Command::new(&program);
             command.arg(addr.to_string());
@@ -146,7 +193,13 @@ struct Samples {
 fn http_rounds(flags: &Flags, bin_dir: &Path) -> Result<(), HarnessError> {
     let variants: Vec<Variant> = VARIANTS
         .into_iter()
-        .filter(|v| flags.only.is_empty() || flags.only.contains(&v.key))
+        .filter(|v| {
+            if flags.only.is_empty() {
+                !v.diagnostic
+            } else {
+                flags.only.contains(&v.key)
+            }
+        })
         .collect();
     let load = Load {
         threads: flags.threads,
