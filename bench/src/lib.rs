@@ -7,10 +7,12 @@
 //! | module | concept |
 //! | --- | --- |
 //! | [`wrk`] | one load run with wrk and what it reports |
+//! | [`criterion`] | criterion's saved results as ratios against their baselines |
 //! | [`server`] | a server under test as a child process: readiness, memory, stop |
 //! | [`stats`] | medians and ratios of the rounds |
 //! | [`fixture`] | the components, adapter and config section the buvar server extracts |
 
+pub mod criterion;
 pub mod fixture;
 pub mod server;
 pub mod stats;

@@ -233,7 +233,7 @@ fn request(c: &mut Criterion) {
             .route("/", handler)
             .layer(ContextLayer::new(plugins.clone()))
     };
-    let cases: [(&str, Router); 8] = [
+    let cases: [(&str, Router); 6] = [
         (
             "baseline: State<Arc<T>>",
             Router::new()
@@ -260,6 +260,16 @@ fn request(c: &mut Criterion) {
     for (name, router) in &cases {
         assert!(send(&rt, router), "{name} answers 200");
         group.bench_function(*name, |b| b.iter(|| black_box(send(&rt, router))));
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("context layer");
+    for (name, router) in [
+        ("baseline: no layer", Router::new().route("/", get(hello))),
+        ("ContextLayer", buvar(get(hello))),
+    ] {
+        assert!(send(&rt, &router), "{name} answers 200");
+        group.bench_function(name, |b| b.iter(|| black_box(send(&rt, &router))));
     }
     group.finish();
 }
