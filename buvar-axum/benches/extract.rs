@@ -250,11 +250,6 @@ fn request(c: &mut Criterion) {
         ("Config<T>", buvar(get(by_config))),
         ("Inject<T> (singleton)", buvar(get(by_inject))),
         ("Component + Inject + Config", buvar(get(all_three))),
-        (
-            "baseline: no layer, no extractor",
-            Router::new().route("/", get(hello)),
-        ),
-        ("ContextLayer, no extractor", buvar(get(hello))),
     ];
     let mut group = c.benchmark_group("request");
     for (name, router) in &cases {
