@@ -1,0 +1,44 @@
+//! Variants (c), (d) and (e): a buvar-axum service, configured like any other by `APP_*`
+//! variables (`APP_HTTP_PORT`, `APP_HTTP_FORKS`, ...).
+//!
+//! - `GET /` answers `Hello, world` (variants c and d);
+//! - `GET /extract` uses all three extractors, `Component<T>`, `Inject<T>` and `Config<T>`
+//!   (variant e).
+
+use std::process::ExitCode;
+
+use axum::Router;
+use axum::routing::get;
+use buvar_axum::{Component, Config, Inject, PrepareExt, Service};
+use buvar_bench::{Greeter, GreeterConfig, Greeting, greeter};
+use buvar_kit::{BoxError, Plugin, Prepare};
+
+async fn hello() -> &'static str {
+    "Hello, world"
+}
+
+async fn extract(
+    Component(greeting): Component<Greeting>,
+    Inject(greeter): Inject<Greeter>,
+    Config(config): Config<GreeterConfig>,
+) -> String {
+    format!("{} {} {}", greeting.0, greeter.greeting, config.greeting)
+}
+
+async fn prepare(cx: Prepare) -> Result<(), BoxError> {
+    cx.context().add(Greeting("Hello".to_owned()));
+    cx.adapters().register_infallible(greeter).singleton();
+    cx.routes(
+        Router::new()
+            .route("/", get(hello))
+            .route("/extract", get(extract)),
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    Service::new("APP")
+        .section::<GreeterConfig>()
+        .load(Plugin::new("bench", prepare))
+        .run()
+}
