@@ -240,20 +240,40 @@ async fn readyz(
 }
 
 /// Request ids of the form `<pid>-<n>`: unique across the workers of one service without the
-/// cost of random numbers.
+/// cost of random numbers or of `format!`.
 #[derive(Clone, Debug)]
 struct PidCounterId {
-    prefix: Arc<str>,
+    pid: u32,
     next: Arc<AtomicU64>,
 }
 
 impl MakeRequestId for PidCounterId {
     fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::from_str(&format!("{}-{n}", self.prefix))
-            .ok()
-            .map(RequestId::new)
+        let mut id = [0_u8; 32];
+        let mut end = write_decimal(&mut id, 0, u64::from(self.pid));
+        id[end] = b'-';
+        end = write_decimal(&mut id, end + 1, n);
+        HeaderValue::from_bytes(&id[..end]).ok().map(RequestId::new)
     }
+}
+
+/// Writes `value` in decimal at `at`; returns the end. 32 bytes hold a u32, a dash and a u64.
+fn write_decimal(buffer: &mut [u8; 32], at: usize, mut value: u64) -> usize {
+    let mut digits = [0_u8; 20];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (value % 10) as u8;
+        len += 1;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    for (i, digit) in digits[..len].iter().rev().enumerate() {
+        buffer[at + i] = *digit;
+    }
+    at + len
 }
 
 /// The server's router: every plugin's routes, `/healthz` and `/readyz`, and the layers (request
@@ -265,7 +285,7 @@ pub fn router(context: &Context, http: &HttpConfig) -> Result<Router, ServerErro
         .route("/readyz", get(readyz));
     let router = routes::merge(Routes::merged(context)?, builtin, PLUGIN_NAME)?;
     let request_id = PidCounterId {
-        prefix: Arc::from(std::process::id().to_string()),
+        pid: std::process::id(),
         next: Arc::default(),
     };
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
@@ -274,7 +294,9 @@ pub fn router(context: &Context, http: &HttpConfig) -> Result<Router, ServerErro
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-");
-        tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id = %id)
+        // At debug level: a span per request costs a tenth of the throughput with a JSON
+        // subscriber; `APP_LOG_LEVEL=debug` (or `RUST_LOG=buvar_axum=debug`) turns it on.
+        tracing::debug_span!("request", method = %request.method(), uri = %request.uri(), request_id = %id)
     });
     Ok(router.layer(
         ServiceBuilder::new()
@@ -336,4 +358,23 @@ async fn serve(
 /// the graceful timeout, so the server ends its own drain.
 pub(crate) fn stage_grace(http: &HttpConfig) -> Duration {
     http.graceful_timeout() + Duration::from_secs(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_pid_dash_counter() {
+        let mut ids = PidCounterId {
+            pid: 4_294_967_295,
+            next: Arc::new(AtomicU64::new(u64::MAX - 1)),
+        };
+        let request = Request::new(());
+        let first = ids.make_request_id(&request).unwrap();
+        assert_eq!(first.header_value(), "4294967295-18446744073709551614");
+        ids.pid = 7;
+        ids.next.store(0, Ordering::Relaxed);
+        assert_eq!(ids.make_request_id(&request).unwrap().header_value(), "7-0");
+    }
 }
