@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use buvar_axum::Service;
+
 use {{crate_name}}::plugins::greeter;
 
 fn main() -> ExitCode {

@@ -6,6 +6,7 @@ use axum::http::{Request, StatusCode};
 use buvar_axum::testing::TestApp;
 use buvar_kit::ConfigSource;
 use tower::ServiceExt;
+
 use {{crate_name}}::plugins::greeter;
 
 #[tokio::test]

@@ -62,6 +62,7 @@ fn run(command: &mut Command) {
 
 /// Renders the template from this workspace's `template/` into `destination/NAME`.
 fn render_from_path(destination: &Path) -> PathBuf {
+    std::fs::create_dir_all(destination).unwrap();
     run(cargo()
         .arg("generate")
         .arg("--path")
@@ -110,7 +111,12 @@ fn renders_every_placeholder_and_the_same_from_git_as_from_a_path() {
     copy_dir(&workspace().join("template"), &repo.join("template"));
     let git = |args: &[&str]| {
         run(Command::new("git")
-            .args(["-c", "user.name=template test", "-c", "user.email=template-test"])
+            .args([
+                "-c",
+                "user.name=template test",
+                "-c",
+                "user.email=template-test",
+            ])
             .args(args)
             .current_dir(&repo))
     };
@@ -118,6 +124,7 @@ fn renders_every_placeholder_and_the_same_from_git_as_from_a_path() {
     git(&["add", "--all"]);
     git(&["commit", "--quiet", "--message", "template"]);
     let from_git = dir.path().join("from-git");
+    std::fs::create_dir_all(&from_git).unwrap();
     run(cargo()
         .arg("generate")
         .arg("--git")
@@ -141,7 +148,10 @@ fn renders_every_placeholder_and_the_same_from_git_as_from_a_path() {
         ".github/workflows/ci.yml",
         "README.md",
     ] {
-        assert!(rendered.contains(&PathBuf::from(file)), "{file} not rendered");
+        assert!(
+            rendered.contains(&PathBuf::from(file)),
+            "{file} not rendered"
+        );
     }
     for file in &rendered {
         let text = std::fs::read_to_string(from_path.join(file)).unwrap();

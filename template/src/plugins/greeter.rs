@@ -84,7 +84,7 @@ async fn greetings(Component(greetings): Component<Greetings>) -> String {
 /// The background task: it gets its own child of the plugin context, and ends when the stage
 /// cancels, so a stopping worker is never held up by it.
 async fn report(ctx: Context) -> Result<(), BoxError> {
-    let config = Config::<GreeterConfig>::from_context(&ctx)?;
+    let config: Config<GreeterConfig> = ctx.resolve().await?;
     let greetings = ctx.get::<Greetings>()?;
     let cancel = ctx.get::<Cancel>()?;
     if config.report_interval == 0 {
