@@ -91,6 +91,7 @@ async fn report(ctx: Context) -> Result<(), BoxError> {
         return Ok(());
     }
     let mut ticks = tokio::time::interval(Duration::from_secs(config.report_interval));
+    // An interval's first tick is immediate; the first report is due one interval in.
     ticks.tick().await;
     loop {
         tokio::select! {
