@@ -46,4 +46,9 @@ async fn a_real_server_is_healthy_and_greets_with_the_configured_word() {
 
     let report = server.stop().await;
     assert!(report.is_success(), "{report:?}");
+    let task = report
+        .tasks()
+        .iter()
+        .find(|task| task.name() == "greetings report");
+    assert!(task.is_some_and(|task| task.is_done()), "{report:?}");
 }
