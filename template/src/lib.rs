@@ -1,0 +1,3 @@
+//! {{project-name}}, a buvar service: its plugins, for `main` and the tests.
+
+pub mod plugins;

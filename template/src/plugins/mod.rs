@@ -1,0 +1,4 @@
+//! The service's plugins: each adds its components, adapters, routes and tasks to the stage.
+//! Add one per concept, and load it in `main` (and in the tests that need it).
+
+pub mod greeter;
