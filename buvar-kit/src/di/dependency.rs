@@ -246,8 +246,9 @@ impl<T: fmt::Debug> fmt::Debug for Config<T> {
 }
 
 impl<T: Section> Config<T> {
-    /// Loads the section from the config source in `context`.
-    pub(crate) fn from_context(context: &Context) -> Result<Self, ConfigLookupError> {
+    /// Loads the section from the config source in `context` (once; later calls share it):
+    /// what a task or a teardown step uses to read its section.
+    pub fn from_context(context: &Context) -> Result<Self, ConfigLookupError> {
         let source = context
             .try_get::<ConfigSource>()
             .ok_or(ConfigLookupError::NoSource)?;
