@@ -353,17 +353,6 @@ fn sd_notify_says_ready_once_every_worker_is_ready_and_reloading_around_a_restar
     assert!(server.wait_exit(Duration::from_secs(10)).success());
 }
 
-fn status_field(pid: u32, field: &str) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 #[test]
 fn workers_drop_to_nobody_nogroup_and_still_die_with_the_supervisor() {
     if !nix::unistd::Uid::effective().is_root() {
@@ -394,17 +383,17 @@ fn workers_drop_to_nobody_nogroup_and_still_die_with_the_supervisor() {
         .gid;
     for pid in &workers {
         assert_eq!(
-            status_field(*pid, "Uid:"),
+            buvar_tests::proc_status(*pid, "Uid:"),
             format!("{nobody} {nobody} {nobody} {nobody}")
         );
         assert_eq!(
-            status_field(*pid, "Gid:"),
+            buvar_tests::proc_status(*pid, "Gid:"),
             format!("{nogroup} {nogroup} {nogroup} {nogroup}")
         );
-        assert_eq!(status_field(*pid, "Groups:"), "");
+        assert_eq!(buvar_tests::proc_status(*pid, "Groups:"), "");
     }
     assert_eq!(
-        status_field(server.pid().as_raw() as u32, "Uid:"),
+        buvar_tests::proc_status(server.pid().as_raw() as u32, "Uid:"),
         "0 0 0 0",
         "the supervisor keeps root"
     );
@@ -437,7 +426,10 @@ fn host_pid(init: i32, inner: i32) -> Option<i32> {
             .ok()
             .as_ref()
             == Some(&ns)
-            && status_field(*pid as u32, "NSpid:").split(' ').next_back() == Some(inner.as_str())
+            && buvar_tests::proc_status(*pid as u32, "NSpid:")
+                .split(' ')
+                .next_back()
+                == Some(inner.as_str())
     })
 }
 
@@ -464,7 +456,9 @@ fn as_pid_1_the_supervisor_reaps_orphans() {
     server.wait_ready(2);
     let init = workers_of(server.pid())[0];
     assert_eq!(
-        status_field(init as u32, "NSpid:").split(' ').next_back(),
+        buvar_tests::proc_status(init as u32, "NSpid:")
+            .split(' ')
+            .next_back(),
         Some("1")
     );
 

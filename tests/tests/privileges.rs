@@ -7,17 +7,6 @@ use std::os::unix::fs::PermissionsExt;
 
 use service_support::{Service, run};
 
-fn status_field(pid: i32, field: &str) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 #[test]
 fn configured_workers_run_as_nobody_and_the_unix_socket_gets_its_mode() {
     if !nix::unistd::Uid::effective().is_root() {
@@ -41,14 +30,14 @@ fn configured_workers_run_as_nobody_and_the_unix_socket_gets_its_mode() {
     assert_eq!(workers.len(), 2);
     for pid in workers {
         assert_eq!(
-            status_field(pid, "Uid:"),
+            buvar_tests::proc_status(pid as u32, "Uid:"),
             format!("{nobody} {nobody} {nobody} {nobody}")
         );
         assert_eq!(
-            status_field(pid, "Gid:"),
+            buvar_tests::proc_status(pid as u32, "Gid:"),
             format!("{nogroup} {nogroup} {nogroup} {nogroup}")
         );
-        assert_eq!(status_field(pid, "Groups:"), "");
+        assert_eq!(buvar_tests::proc_status(pid as u32, "Groups:"), "");
     }
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o660);
