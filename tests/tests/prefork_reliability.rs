@@ -10,8 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use buvar_tests::processes;
 use nix::sys::signal::Signal;
-use prefork_support::{Server, alive, client, eventually, load, processes, workers_of};
+use prefork_support::{Server, alive, client, eventually, load, workers_of};
 
 const LOCAL: &str = "tcp://127.0.0.1:0";
 

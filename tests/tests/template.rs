@@ -5,7 +5,7 @@
 //! cargo-generate comes from `.ci/run` (`bash .ci/run tools`). Without it these tests skip with
 //! a message, except under `CI`, where a skip would hide that the template was never tried.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -216,20 +216,7 @@ fn start(binary: &Path, dir: &Path) -> Service {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("the service starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the service logs that it serves")
-            .expect("utf-8 log lines");
-        let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
-        if event["message"] == "serving" {
-            let addr = event["addr"].as_str().expect("an address field");
-            break addr.trim_start_matches("tcp://").to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let addr = buvar_tests::serving_addr(child.stdout.take().expect("piped stdout"));
     Service { child, addr }
 }
 

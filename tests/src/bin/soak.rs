@@ -48,23 +48,6 @@ fn footprint(pid: u32) -> (usize, usize) {
     (threads, files)
 }
 
-/// Live children of `parent`.
-fn workers_of(parent: u32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|entry| {
-            let pid = entry.file_name().to_string_lossy().parse::<i32>().ok()?;
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            let (_, rest) = stat.rsplit_once(')')?;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let live = fields.first().is_some_and(|state| *state != "Z");
-            (live && fields.get(1)?.parse::<u32>().ok()? == parent).then_some(pid)
-        })
-        .collect()
-}
-
 #[derive(Default)]
 struct Tally {
     ok: AtomicU64,
@@ -170,7 +153,7 @@ async fn main() -> anyhow::Result<()> {
         }
         if elapsed >= next_kill {
             next_kill += 7;
-            let workers = workers_of(supervisor);
+            let workers = buvar_tests::live_children(supervisor as i32);
             random ^= random << 13;
             random ^= random >> 7;
             random ^= random << 17;
@@ -189,7 +172,7 @@ async fn main() -> anyhow::Result<()> {
                  {files} open files",
                 tally.ok.load(Ordering::Relaxed),
                 tally.failed(),
-                workers_of(supervisor).len()
+                buvar_tests::live_children(supervisor as i32).len()
             );
         }
     }
@@ -199,7 +182,10 @@ async fn main() -> anyhow::Result<()> {
     // Each live worker costs the supervisor one descriptor (its status pipe); a worker killed
     // just before the end may not be back yet.
     let per_worker = |files: usize, workers: usize| files.saturating_sub(workers);
-    let (start_workers, last_workers) = (args.workers, workers_of(supervisor).len());
+    let (start_workers, last_workers) = (
+        args.workers,
+        buvar_tests::live_children(supervisor as i32).len(),
+    );
     kill(Pid::from_raw(supervisor as i32), Signal::SIGTERM)?;
     let status = child.wait()?;
 

@@ -16,6 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use buvar_tests::processes;
 use nix::{sys::signal::Signal, unistd::Pid};
 
 /// A running server: its supervisor is the leader of its own process group.
@@ -56,16 +57,7 @@ impl Server {
             .process_group(0)
             .spawn()
             .expect("spawn prefork-server");
-        let (tx, lines) = channel();
-        let stdout = child.stdout.take().expect("stdout");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = buvar_tests::line_channel(child.stdout.take().expect("stdout"));
         let (etx, errors) = channel();
         let stderr = child.stderr.take().expect("stderr");
         std::thread::spawn(move || {
@@ -218,49 +210,9 @@ impl Drop for Server {
     }
 }
 
-pub(crate) struct Proc {
-    pub(crate) pid: i32,
-    pub(crate) state: char,
-    pub(crate) ppid: i32,
-    pub(crate) pgrp: i32,
-}
-
-pub(crate) fn processes() -> Vec<Proc> {
-    let mut all = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return all;
-    };
-    for entry in dir.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.len() < 3 {
-            continue;
-        }
-        all.push(Proc {
-            pid,
-            state: fields[0].chars().next().unwrap_or('?'),
-            ppid: fields[1].parse().unwrap_or(0),
-            pgrp: fields[2].parse().unwrap_or(0),
-        });
-    }
-    all
-}
-
 /// Live (non-zombie) children of `parent`.
 pub(crate) fn workers_of(parent: Pid) -> Vec<i32> {
-    processes()
-        .into_iter()
-        .filter(|p| p.ppid == parent.as_raw() && p.state != 'Z')
-        .map(|p| p.pid)
-        .collect()
+    buvar_tests::live_children(parent.as_raw())
 }
 
 /// The pipes (`pipe:[inode]`) a process has open.

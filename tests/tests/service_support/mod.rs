@@ -5,11 +5,11 @@
 #![allow(dead_code)]
 
 use std::{
-    io::{BufRead, BufReader, Read},
+    io::Read,
     os::unix::process::CommandExt,
     path::PathBuf,
     process::{Child, Command, Output, Stdio},
-    sync::mpsc::{Receiver, channel},
+    sync::mpsc::Receiver,
     time::{Duration, Instant},
 };
 
@@ -74,16 +74,7 @@ impl Service {
             .process_group(0)
             .spawn()
             .expect("spawn service-server");
-        let (tx, lines) = channel();
-        let stdout = child.stdout.take().expect("stdout");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = buvar_tests::line_channel(child.stdout.take().expect("stdout"));
         let mut stderr = child.stderr.take().expect("stderr");
         let stderr = std::thread::spawn(move || {
             let mut all = String::new();
@@ -131,7 +122,7 @@ impl Service {
 
     /// Live (non-zombie) children of the supervisor.
     pub(crate) fn workers(&self) -> Vec<i32> {
-        let mut workers = children_of(self.child.id() as i32);
+        let mut workers = buvar_tests::live_children(self.child.id() as i32);
         workers.sort_unstable();
         workers
     }
@@ -164,21 +155,4 @@ impl Drop for Service {
         let _ = nix::sys::signal::killpg(self.pid(), Signal::SIGKILL);
         let _ = self.child.wait();
     }
-}
-
-/// Live (non-zombie) children of `parent`.
-pub(crate) fn children_of(parent: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|entry| {
-            let pid = entry.file_name().to_string_lossy().parse::<i32>().ok()?;
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            let (_, rest) = stat.rsplit_once(')')?;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let live = fields.first().is_some_and(|state| *state != "Z");
-            (live && fields.get(1)?.parse::<i32>().ok()? == parent).then_some(pid)
-        })
-        .collect()
 }
