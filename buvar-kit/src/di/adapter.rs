@@ -43,106 +43,67 @@ fn failed<F>(resolver: &Resolver<'_>, err: impl Into<BoxError>) -> ResolveError 
     resolver.adapter_failed(std::any::type_name::<F>(), err.into())
 }
 
+/// One `AdapterFn` impl: `$finish` turns the call of `$f` on the resolved `$a`s into the made
+/// product, which is all that differs between the four shapes.
+macro_rules! adapter_impl {
+    (
+        $marker:ty; [$($generic:ident),*]; Fn($($A:ident),*) -> $output:ty; [$($bound:tt)*];
+        |$f:ident, $resolver:ident, $($a:ident),*| $finish:expr
+    ) => {
+        impl<F, T, $($generic,)* $($A,)*> AdapterFn<($($A,)*), $marker> for F
+        where
+            F: Fn($($A),*) -> $output + Clone + Send + Sync + 'static,
+            T: Send + Sync + 'static,
+            $($bound)*
+            $($A: Dependency,)*
+        {
+            type Product = T;
+
+            fn requirements() -> Vec<Requirement> {
+                requirements(&[$($A::requirement()),*])
+            }
+
+            // An infallible adapter without arguments never reads the resolver.
+            #[allow(unused_variables)]
+            fn make_stored<'a>(
+                &self,
+                $resolver: Resolver<'a>,
+            ) -> BoxFuture<'a, Result<Stored, ResolveError>> {
+                let $f = self.clone();
+                Box::pin(async move {
+                    $(let $a = $A::resolve(&$resolver).await?;)*
+                    $finish
+                })
+            }
+        }
+    };
+}
+
 macro_rules! impl_adapter_fn {
     ($($A:ident $a:ident),*) => {
-        impl<F, T, E, $($A,)*> AdapterFn<($($A,)*), (ReturnsValue, Fallible)> for F
-        where
-            F: Fn($($A),*) -> Result<T, E> + Clone + Send + Sync + 'static,
-            T: Send + Sync + 'static,
-            E: Into<BoxError>,
-            $($A: Dependency,)*
-        {
-            type Product = T;
-
-            fn requirements() -> Vec<Requirement> {
-                requirements(&[$($A::requirement()),*])
-            }
-
-            #[allow(unused_variables)]
-            fn make_stored<'a>(&self, resolver: Resolver<'a>) -> BoxFuture<'a, Result<Stored, ResolveError>> {
-                let f = self.clone();
-                Box::pin(async move {
-                    $(let $a = $A::resolve(&resolver).await?;)*
-                    match f($($a),*) {
-                        Ok(value) => Ok(Arc::new(value) as Stored),
-                        Err(err) => Err(failed::<F>(&resolver, err)),
-                    }
-                })
-            }
-        }
-
-        impl<F, T, $($A,)*> AdapterFn<($($A,)*), (ReturnsValue, Infallible)> for F
-        where
-            F: Fn($($A),*) -> T + Clone + Send + Sync + 'static,
-            // Futures of async fns are never `Unpin`: this keeps the sync and async shapes apart.
-            T: Unpin + Send + Sync + 'static,
-            $($A: Dependency,)*
-        {
-            type Product = T;
-
-            fn requirements() -> Vec<Requirement> {
-                requirements(&[$($A::requirement()),*])
-            }
-
-            #[allow(unused_variables)]
-            fn make_stored<'a>(&self, resolver: Resolver<'a>) -> BoxFuture<'a, Result<Stored, ResolveError>> {
-                let f = self.clone();
-                Box::pin(async move {
-                    $(let $a = $A::resolve(&resolver).await?;)*
-                    Ok(Arc::new(f($($a),*)) as Stored)
-                })
-            }
-        }
-
-        impl<F, Fut, T, E, $($A,)*> AdapterFn<($($A,)*), (ReturnsFuture, Fallible)> for F
-        where
-            F: Fn($($A),*) -> Fut + Clone + Send + Sync + 'static,
-            Fut: Future<Output = Result<T, E>> + Send,
-            T: Send + Sync + 'static,
-            E: Into<BoxError>,
-            $($A: Dependency,)*
-        {
-            type Product = T;
-
-            fn requirements() -> Vec<Requirement> {
-                requirements(&[$($A::requirement()),*])
-            }
-
-            #[allow(unused_variables)]
-            fn make_stored<'a>(&self, resolver: Resolver<'a>) -> BoxFuture<'a, Result<Stored, ResolveError>> {
-                let f = self.clone();
-                Box::pin(async move {
-                    $(let $a = $A::resolve(&resolver).await?;)*
-                    match f($($a),*).await {
-                        Ok(value) => Ok(Arc::new(value) as Stored),
-                        Err(err) => Err(failed::<F>(&resolver, err)),
-                    }
-                })
-            }
-        }
-
-        impl<F, Fut, T, $($A,)*> AdapterFn<($($A,)*), (ReturnsFuture, Infallible)> for F
-        where
-            F: Fn($($A),*) -> Fut + Clone + Send + Sync + 'static,
-            Fut: Future<Output = T> + Send,
-            T: Send + Sync + 'static,
-            $($A: Dependency,)*
-        {
-            type Product = T;
-
-            fn requirements() -> Vec<Requirement> {
-                requirements(&[$($A::requirement()),*])
-            }
-
-            #[allow(unused_variables)]
-            fn make_stored<'a>(&self, resolver: Resolver<'a>) -> BoxFuture<'a, Result<Stored, ResolveError>> {
-                let f = self.clone();
-                Box::pin(async move {
-                    $(let $a = $A::resolve(&resolver).await?;)*
-                    Ok(Arc::new(f($($a),*).await) as Stored)
-                })
-            }
-        }
+        adapter_impl!(
+            (ReturnsValue, Fallible); [E]; Fn($($A),*) -> Result<T, E>; [E: Into<BoxError>,];
+            |f, resolver, $($a),*| f($($a),*)
+                .map(|value| Arc::new(value) as Stored)
+                .map_err(|err| failed::<F>(&resolver, err))
+        );
+        // Futures of async fns are never `Unpin`: the bound keeps the sync and async shapes apart.
+        adapter_impl!(
+            (ReturnsValue, Infallible); []; Fn($($A),*) -> T; [T: Unpin,];
+            |f, resolver, $($a),*| Ok(Arc::new(f($($a),*)) as Stored)
+        );
+        adapter_impl!(
+            (ReturnsFuture, Fallible); [Fut, E]; Fn($($A),*) -> Fut;
+            [Fut: Future<Output = Result<T, E>> + Send, E: Into<BoxError>,];
+            |f, resolver, $($a),*| f($($a),*)
+                .await
+                .map(|value| Arc::new(value) as Stored)
+                .map_err(|err| failed::<F>(&resolver, err))
+        );
+        adapter_impl!(
+            (ReturnsFuture, Infallible); [Fut]; Fn($($A),*) -> Fut; [Fut: Future<Output = T> + Send,];
+            |f, resolver, $($a),*| Ok(Arc::new(f($($a),*).await) as Stored)
+        );
     };
 }
 
