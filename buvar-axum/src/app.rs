@@ -14,7 +14,7 @@ use clap::Parser;
 
 use crate::HttpConfig;
 use crate::fork::{Credentials, Prefork, Worker};
-use crate::server::{self, InheritedSockets, ReadyHook, ReplaceHook, ServicePlugins};
+use crate::server::{self, InheritedSockets, ServicePlugins, Supervisor};
 
 /// Command-line flags every buvar service understands.
 #[derive(Debug, Parser)]
@@ -276,18 +276,7 @@ impl Service {
             let context = Context::new();
             context.add(InheritedSockets::new(worker.take_sockets()));
             let worker = Arc::new(worker);
-            let ready = worker.clone();
-            context.add(ReadyHook::new(move || {
-                if let Err(err) = ready.notify_ready() {
-                    tracing::error!(error = %err, "cannot report readiness to the supervisor");
-                }
-            }));
-            let retiring = worker.clone();
-            context.add(ReplaceHook::new(move || {
-                if let Err(err) = retiring.request_replacement() {
-                    tracing::error!(error = %err, "cannot ask the supervisor for a replacement");
-                }
-            }));
+            context.add_arc::<dyn Supervisor>(worker.clone());
             let prepared = match self.stage(context, source.clone(), http).prepare().await {
                 Ok(prepared) => prepared,
                 Err(err) => {

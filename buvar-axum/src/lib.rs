@@ -58,8 +58,7 @@ pub use buvar_kit::extract::{Component, Config, Inject};
 pub use buvar_kit::{ContextLayer, Jobs};
 pub use config::HttpConfig;
 pub use server::{
-    InheritedSockets, PLUGIN_NAME, PrepareExt, Readiness, ReadyHook, ReplaceHook, ServerError,
-    plugin, router,
+    InheritedSockets, PLUGIN_NAME, PrepareExt, Readiness, ServerError, Supervisor, plugin, router,
 };
 
 /// The README's code, compiled as a doc test so it cannot rot.

@@ -206,3 +206,17 @@ impl ShutdownWatch {
         }
     }
 }
+
+impl crate::server::Supervisor for Worker {
+    fn ready(&self) {
+        if let Err(err) = self.notify_ready() {
+            tracing::error!(error = %err, "cannot report readiness to the supervisor");
+        }
+    }
+
+    fn replace(&self) {
+        if let Err(err) = self.request_replacement() {
+            tracing::error!(error = %err, "cannot ask the supervisor for a replacement");
+        }
+    }
+}

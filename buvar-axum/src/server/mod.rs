@@ -153,38 +153,13 @@ impl InheritedSockets {
     }
 }
 
-/// Called once the server accepts connections (the pre-fork worker reports readiness to its
-/// supervisor through it).
-pub struct ReadyHook(Box<dyn Fn() + Send + Sync>);
-
-impl ReadyHook {
-    /// A hook running `f`.
-    pub fn new(f: impl Fn() + Send + Sync + 'static) -> Self {
-        Self(Box::new(f))
-    }
-}
-
-impl std::fmt::Debug for ReadyHook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ReadyHook")
-    }
-}
-
-/// Called once the server answered `[http] max_requests` (plus jitter) requests (the pre-fork
-/// worker asks its supervisor for a replacement through it).
-pub struct ReplaceHook(Box<dyn Fn() + Send + Sync>);
-
-impl ReplaceHook {
-    /// A hook running `f`.
-    pub fn new(f: impl Fn() + Send + Sync + 'static) -> Self {
-        Self(Box::new(f))
-    }
-}
-
-impl std::fmt::Debug for ReplaceHook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ReplaceHook")
-    }
+/// What the server tells the process that supervises it, found in the context as
+/// `Arc<dyn Supervisor>`: the pre-fork [`Worker`](crate::fork::Worker) implements it.
+pub trait Supervisor: Send + Sync {
+    /// The server accepts connections.
+    fn ready(&self);
+    /// The server answered `[http] max_requests` (plus jitter) requests: replace this process.
+    fn replace(&self);
 }
 
 /// Whether the server accepts requests, and on which addresses; `/readyz` reads it.
@@ -338,14 +313,12 @@ async fn serve(
         tracing::info!(%addr, "serving");
     }
     readiness.set_ready(addrs);
-    if let Some(hook) = context.try_get::<ReadyHook>() {
-        (hook.0)();
-    }
-    if let Some(hook) = context.try_get::<ReplaceHook>() {
+    if let Some(supervisor) = context.try_get::<dyn Supervisor>() {
+        supervisor.ready();
         let reached = serving.max_requests_reached();
         tokio::spawn(async move {
             reached.await;
-            (hook.0)();
+            supervisor.replace();
         });
     }
     cancel.cancelled().await;
