@@ -1,17 +1,19 @@
 //! Serving a router on bound sockets with hyper, and draining it without failing keep-alive
 //! clients.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::io;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::http::{HeaderValue, header::CONNECTION};
-use axum::response::Response;
+use axum::body::{Bytes, HttpBody};
+use axum::http::{HeaderValue, Request, Response, header::CONNECTION};
+use buvar_kit::BoxError;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -21,6 +23,7 @@ use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::util::MapResponseLayer;
+use tower::{Layer, Service};
 
 use crate::sockets::{BoundSocket, Listener};
 
@@ -100,7 +103,7 @@ impl ServeOptions {
     }
 }
 
-/// A router served on sockets (HTTP/1.1, with upgrades), until [`Serving::drain`].
+/// A service served on sockets (HTTP/1.1, with upgrades), until [`Serving::drain`].
 ///
 /// The drain closes the listeners at once (so, once no other process holds the sockets, new
 /// connections are refused), answers further requests on open connections with
@@ -117,7 +120,7 @@ impl ServeOptions {
 /// let sockets = bind(&parse_uris(["tcp://127.0.0.1:0"])?, &BindOptions::default())?;
 /// let router = Router::new().route("/", get(|| async { "hi" }));
 /// let options = ServeOptions::default().max_connections(100).max_requests(Some(1000), 50);
-/// let serving = Serving::start(sockets, router, options)?;
+/// let serving = Serving::start(sockets, router.with_state(()), options)?;
 /// assert_eq!(serving.open_connections(), 0);
 /// assert!(serving.drain().await);
 /// # Ok(())
@@ -127,6 +130,7 @@ impl ServeOptions {
 pub struct Serving {
     stop: CancellationToken,
     retire: CancellationToken,
+    tally: Arc<Tally>,
     close_idle: CancellationToken,
     kill: CancellationToken,
     accepting: JoinSet<()>,
@@ -137,11 +141,23 @@ pub struct Serving {
 impl Serving {
     /// Starts accepting on every socket; call it inside a tokio runtime. Takes the sockets, so
     /// that once the drain closes the listeners, this process holds no copy of them.
-    pub fn start(
+    ///
+    /// `service` answers the requests: an axum `Router` or any tower service of HTTP requests.
+    /// Hand a router over as `router.with_state(())`, as `axum::serve` does: that turns its
+    /// handlers into routes once instead of on every request.
+    pub fn start<S, B>(
         sockets: Vec<BoundSocket>,
-        router: Router,
+        service: S,
         options: ServeOptions,
-    ) -> io::Result<Self> {
+    ) -> io::Result<Self>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: HttpBody<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+    {
         let listeners = sockets
             .into_iter()
             .map(BoundSocket::into_listener)
@@ -151,25 +167,17 @@ impl Serving {
         let kill = CancellationToken::new();
         let retire = CancellationToken::new();
         let connections = TaskTracker::new();
-        let budget = options.request_budget();
-        let answered = Arc::new(AtomicU64::new(0));
-        let router = router.layer(MapResponseLayer::new({
-            let stop = stop.clone();
-            let retire = retire.clone();
-            move |mut response: Response| {
-                if budget
-                    .is_some_and(|budget| answered.fetch_add(1, Ordering::Relaxed) + 1 >= budget)
-                {
-                    retire.cancel();
-                }
-                if stop.is_cancelled() {
-                    response
-                        .headers_mut()
-                        .insert(CONNECTION, HeaderValue::from_static("close"));
-                }
-                response
-            }
-        }));
+        let tally = Arc::new(Tally {
+            budget: options.request_budget(),
+            answered: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
+            retire: retire.clone(),
+        });
+        let service = MapResponseLayer::new({
+            let tally = tally.clone();
+            move |response| tally.response(response)
+        })
+        .layer(service);
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(options.header_read_timeout);
@@ -180,7 +188,7 @@ impl Serving {
             accepting.spawn(accept(
                 listener,
                 Connections {
-                    router: router.clone(),
+                    service: service.clone(),
                     http: http.clone(),
                     tracker: connections.clone(),
                     close_idle: close_idle.clone(),
@@ -193,6 +201,7 @@ impl Serving {
         Ok(Self {
             stop,
             retire,
+            tally,
             close_idle,
             kill,
             accepting,
@@ -217,6 +226,7 @@ impl Serving {
     /// timeout (the rest were dropped).
     pub async fn drain(mut self) -> bool {
         let deadline = Instant::now() + self.graceful_timeout;
+        self.tally.draining.store(true, Ordering::Relaxed);
         self.stop.cancel();
         while self.accepting.join_next().await.is_some() {}
         self.connections.close();
@@ -236,9 +246,36 @@ impl Serving {
     }
 }
 
+/// What every response passes: the count against the request budget, and `Connection: close`
+/// once draining. Atomics rather than cancellation tokens, which take a lock to clone or read.
+#[derive(Debug)]
+struct Tally {
+    budget: Option<u64>,
+    answered: AtomicU64,
+    draining: AtomicBool,
+    retire: CancellationToken,
+}
+
+impl Tally {
+    fn response<B>(&self, mut response: Response<B>) -> Response<B> {
+        if self
+            .budget
+            .is_some_and(|budget| self.answered.fetch_add(1, Ordering::Relaxed) + 1 >= budget)
+        {
+            self.retire.cancel();
+        }
+        if self.draining.load(Ordering::Relaxed) {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+}
+
 #[derive(Clone)]
-struct Connections {
-    router: Router,
+struct Connections<S> {
+    service: S,
     http: http1::Builder,
     tracker: TaskTracker,
     close_idle: CancellationToken,
@@ -246,7 +283,15 @@ struct Connections {
     slots: Arc<Semaphore>,
 }
 
-async fn accept(mut listener: Listener, connections: Connections, stop: CancellationToken) {
+async fn accept<S, B>(mut listener: Listener, connections: Connections<S>, stop: CancellationToken)
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: HttpBody<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+{
     loop {
         // Waiting for a free slot before accepting leaves the surplus clients in the kernel's
         // backlog, where they cost this process nothing.
@@ -262,7 +307,7 @@ async fn accept(mut listener: Listener, connections: Connections, stop: Cancella
             accepted = axum::serve::Listener::accept(&mut listener) => accepted,
         };
         let Connections {
-            router,
+            service,
             http,
             tracker,
             close_idle,
@@ -271,7 +316,7 @@ async fn accept(mut listener: Listener, connections: Connections, stop: Cancella
         } = connections.clone();
         tracker.spawn(async move {
             let _slot = slot;
-            let service = TowerToHyperService::new(router);
+            let service = TowerToHyperService::new(service);
             let mut connection = pin!(
                 http.serve_connection(TokioIo::new(stream), service)
                     .with_upgrades()

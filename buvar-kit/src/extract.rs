@@ -113,19 +113,22 @@ impl<S: Send + Sync, T: Send + Sync + 'static> FromRequestParts<S> for Inject<T>
     type Rejection = ExtractRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let context = request_context(parts)?.clone();
-        let parts_needed = context
-            .try_get::<Adapters>()
+        let context = request_context(parts)?;
+        let adapters = context.try_get::<Adapters>();
+        let parts_needed = adapters
+            .as_ref()
             .is_some_and(|adapters| adapters.requires(TypeId::of::<Parts>()));
         if parts_needed && !context.contains::<Parts>(None) {
             // The request's extensions hold its context: a copy of them inside that context
             // would be a reference cycle, and the request would never be freed.
+            let context = context.clone();
             let extensions = std::mem::take(&mut parts.extensions);
             let head = parts.clone();
             parts.extensions = extensions;
             context.add(head);
         }
-        Ok(Inject(context.nject::<T>().await?))
+        let context = request_context(parts)?;
+        Ok(Inject(context.nject_from::<T>(adapters.as_deref()).await?))
     }
 }
 

@@ -35,8 +35,9 @@ struct Flags {
     /// Start-up runs of the example per worker count (0 skips the start-up and memory part).
     #[arg(long, default_value_t = 20)]
     startup_runs: usize,
-    /// Only these variants: a to e are the issue's, f to h isolate causes of a gap (f: as c on
-    /// a multi-thread runtime; g, h: as c, d with the log level at warn). Default: a to e.
+    /// Only these variants: a to e are the issue's, f to i isolate causes of a gap (f: as c on
+    /// a current-thread runtime; g, h: as c, d with the log level at warn; i: as a with
+    /// tower-http layers like buvar's). Default: a to e, and i.
     #[arg(long, value_delimiter = ',')]
     only: Vec<char>,
     /// Where the release binaries are (default: beside this one).
@@ -71,7 +72,7 @@ struct Variant {
     diagnostic: bool,
 }
 
-const VARIANTS: [Variant; 8] = [
+const VARIANTS: [Variant; 9] = [
     Variant {
         key: 'a',
         name: "plain axum, multi-thread runtime",
@@ -119,11 +120,11 @@ const VARIANTS: [Variant; 8] = [
     },
     Variant {
         key: 'f',
-        name: "as (c), multi-thread runtime (THREADS=2)",
+        name: "as (c), current-thread runtime (THREADS=1)",
         program: "buvar-server",
         forks: Some("1"),
         path: "/",
-        env: &[("APP_HTTP_THREADS", "2")],
+        env: &[("APP_HTTP_THREADS", "1")],
         diagnostic: true,
     },
     Variant {
@@ -143,6 +144,16 @@ const VARIANTS: [Variant; 8] = [
         path: "/",
         env: &[("APP_LOG_LEVEL", "warn")],
         diagnostic: true,
+    },
+    Variant {
+        key: 'i',
+        name: "as (a), with tower-http layers like buvar's",
+        program: "plain-axum",
+        forks: None,
+        path: "/",
+        env: &[("PLAIN_AXUM_LAYERS", "1")],
+        // Run by default: it tells the cost of the layers from the cost of the kit.
+        diagnostic: false,
     },
 ];
 
@@ -173,7 +184,9 @@ fn start(bin_dir: &Path, variant: &Variant) -> Result<Server, HarnessError> {
         }
         None => {
             let mut command = Command::new(&program);
-            command.arg(addr.to_string());
+            command
+                .arg(addr.to_string())
+                .envs(variant.env.iter().copied());
             command
         }
     };

@@ -15,7 +15,7 @@ use crate::serving::{ServeOptions, Serving};
 pub async fn serve(worker: &mut Worker, router: Router) -> io::Result<Shutdown> {
     let mut shutdown = worker.watch_shutdown()?;
     let options = ServeOptions::default().graceful_timeout(worker.graceful_timeout());
-    let serving = Serving::start(worker.take_sockets(), router, options)?;
+    let serving = Serving::start(worker.take_sockets(), router.with_state(()), options)?;
     worker.notify_ready()?;
     Ok(drain_on_shutdown(worker, &mut shutdown, serving).await)
 }

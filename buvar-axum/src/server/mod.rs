@@ -1,34 +1,39 @@
 //! The axum server plugin: one router from every plugin's routes, served on the shared
 //! listeners with graceful shutdown on [`Cancel`].
 
+mod request_id;
 mod routes;
+mod timeout;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use std::convert::Infallible;
+
 use axum::Router;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, Request, StatusCode};
+use axum::http::{Request, Response, StatusCode};
 use axum::routing::get;
 use buvar_kit::extract::Component;
 use buvar_kit::{BoxError, Cancel, ConfigSource, Context, ContextLayer, Plugin, Prepare, Stage};
 use tokio::sync::watch;
-use tower::ServiceBuilder;
+use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use request_id::{RequestIdLayer, X_REQUEST_ID};
 pub use routes::PrepareExt;
 pub(crate) use routes::Routes;
+use timeout::RequestTimeoutLayer;
 
 use crate::HttpConfig;
 use crate::serving::Serving;
 use crate::sockets::{BoundSocket, SocketError, SocketUri};
+
+/// The body limit axum's extractors (`Bytes`, `Json`, ...) apply without `DefaultBodyLimit`.
+const AXUM_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 /// The name of the server plugin.
 pub const PLUGIN_NAME: &str = "buvar-axum.server";
@@ -214,79 +219,72 @@ async fn readyz(
     }
 }
 
-/// Request ids of the form `<pid>-<n>`: unique across the workers of one service without the
-/// cost of random numbers or of `format!`.
-#[derive(Clone, Debug)]
-struct PidCounterId {
-    pid: u32,
-    next: Arc<AtomicU64>,
-}
-
-impl MakeRequestId for PidCounterId {
-    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut id = [0_u8; 32];
-        let mut end = write_decimal(&mut id, 0, u64::from(self.pid));
-        id[end] = b'-';
-        end = write_decimal(&mut id, end + 1, n);
-        HeaderValue::from_bytes(&id[..end]).ok().map(RequestId::new)
-    }
-}
-
-/// Writes `value` in decimal at `at`; returns the end. 32 bytes hold a u32, a dash and a u64.
-fn write_decimal(buffer: &mut [u8; 32], at: usize, mut value: u64) -> usize {
-    let mut digits = [0_u8; 20];
-    let mut len = 0;
-    loop {
-        digits[len] = b'0' + (value % 10) as u8;
-        len += 1;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    for (i, digit) in digits[..len].iter().rev().enumerate() {
-        buffer[at + i] = *digit;
-    }
-    at + len
-}
-
 /// The server's router: every plugin's routes, `/healthz` and `/readyz`, and the layers (request
 /// ids, tracing, panics as 500, the request timeout, the body limit and the per-request
-/// context). What the server serves, and what [`testing`](crate::testing) calls without a socket.
+/// context). What [`testing`](crate::testing) calls without a socket; the server serves the
+/// same stack without the `Router` around it.
 pub fn router(context: &Context, http: &HttpConfig) -> Result<Router, ServerError> {
+    Ok(Router::new().fallback_service(service::<Body>(context, http)?))
+}
+
+/// The layers around the merged routes, as one service. Around the router rather than added
+/// with `Router::layer`, which wraps every route in the stack: each request would then clone
+/// and box the whole stack and box its future once more.
+pub(crate) fn service<B>(
+    context: &Context,
+    http: &HttpConfig,
+) -> Result<
+    impl Service<
+        Request<B>,
+        Response = Response<impl HttpBody<Data = Bytes, Error: Into<BoxError>> + Send + 'static>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static,
+    ServerError,
+>
+where
+    B: HttpBody<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+{
     let builtin = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
     let router = routes::merge(Routes::merged(context)?, builtin, PLUGIN_NAME)?;
-    let request_id = PidCounterId {
-        pid: std::process::id(),
-        next: Arc::default(),
-    };
-    let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-        let id = request
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-");
+    let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<B>| {
         // At debug level: a span per request costs a tenth of the throughput with a JSON
-        // subscriber; `APP_LOG_LEVEL=debug` (or `RUST_LOG=buvar_axum=debug`) turns it on.
-        tracing::debug_span!("request", method = %request.method(), uri = %request.uri(), request_id = %id)
+        // subscriber; `APP_LOG_LEVEL=debug` (or `RUST_LOG=buvar_axum=debug`) turns it on. The
+        // fields are only evaluated when it is on.
+        tracing::debug_span!(
+            "request",
+            method = %request.method(),
+            uri = %request.uri(),
+            request_id = request_id_of(request),
+        )
     });
-    Ok(router.layer(
-        ServiceBuilder::new()
-            .layer(SetRequestIdLayer::x_request_id(request_id))
-            .layer(trace)
-            .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(CatchPanicLayer::new())
-            .layer(RequestBodyLimitLayer::new(http.body_limit))
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::REQUEST_TIMEOUT,
-                http.request_timeout(),
-            ))
-            .layer(DefaultBodyLimit::max(http.body_limit))
-            .layer(ContextLayer::new(context.clone())),
-    ))
+    Ok(ServiceBuilder::new()
+        .layer(RequestIdLayer::new(std::process::id()))
+        .layer(trace)
+        .layer(CatchPanicLayer::new())
+        .layer(RequestBodyLimitLayer::new(http.body_limit))
+        .layer(RequestTimeoutLayer::new(http.request_timeout()))
+        // axum's extractors stop at 2 MiB by themselves: only another limit needs telling
+        // them, which costs an entry in every request's extensions.
+        .option_layer(
+            (http.body_limit != AXUM_BODY_LIMIT).then(|| DefaultBodyLimit::max(http.body_limit)),
+        )
+        .layer(ContextLayer::new(context.clone()))
+        // Turns the handlers into routes now, not again for every request.
+        .service(router.with_state(())))
+}
+
+fn request_id_of<B>(request: &Request<B>) -> &str {
+    request
+        .headers()
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
 }
 
 async fn serve(
@@ -294,7 +292,7 @@ async fn serve(
     http: Arc<HttpConfig>,
     readiness: Arc<Readiness>,
 ) -> Result<(), ServerError> {
-    let router = router(&context, &http)?;
+    let service = service(&context, &http)?;
     let cancel = context
         .get::<Cancel>()
         .map_err(|err| std::io::Error::other(err.to_string()))?;
@@ -308,7 +306,7 @@ async fn serve(
         sockets
     };
     let addrs: Vec<SocketUri> = sockets.iter().map(|s| s.local_addr().clone()).collect();
-    let serving = Serving::start(sockets, router, http.serve_options())?;
+    let serving = Serving::start(sockets, service, http.serve_options())?;
     for addr in &addrs {
         tracing::info!(%addr, "serving");
     }
@@ -331,23 +329,4 @@ async fn serve(
 /// the graceful timeout, so the server ends its own drain.
 pub(crate) fn stage_grace(http: &HttpConfig) -> Duration {
     http.graceful_timeout() + Duration::from_secs(1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_ids_are_pid_dash_counter() {
-        let mut ids = PidCounterId {
-            pid: 4_294_967_295,
-            next: Arc::new(AtomicU64::new(u64::MAX - 1)),
-        };
-        let request = Request::new(());
-        let first = ids.make_request_id(&request).unwrap();
-        assert_eq!(first.header_value(), "4294967295-18446744073709551614");
-        ids.pid = 7;
-        ids.next.store(0, Ordering::Relaxed);
-        assert_eq!(ids.make_request_id(&request).unwrap().header_value(), "7-0");
-    }
 }

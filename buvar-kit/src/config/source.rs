@@ -17,6 +17,7 @@ use super::error::{ConfigError, origin};
 use super::help::{EnvHelp, EnvVar};
 use super::schema::{Node, Schema, section_path};
 use super::secret::{REDACTED, exposing};
+use crate::components::TypeIdBuildHasher;
 
 /// One parsed config layer with the metadata that names where it came from.
 #[derive(Clone, Debug)]
@@ -89,7 +90,7 @@ struct Known {
     defaults: Option<Layer>,
 }
 
-type Cache = HashMap<TypeId, Arc<dyn Any + Send + Sync>>;
+type Cache = HashMap<TypeId, Arc<dyn Any + Send + Sync>, TypeIdBuildHasher>;
 
 struct Inner {
     figment: Figment,

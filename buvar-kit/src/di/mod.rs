@@ -311,13 +311,13 @@ impl Overrides {
 /// product.
 #[derive(Clone, Copy)]
 pub struct Resolver<'a> {
-    scope: &'a Scope,
+    scope: &'a Scope<'a>,
     chain: Option<&'a Link<'a>>,
 }
 
 /// What every step of one resolution shares.
-struct Scope {
-    context: Context,
+struct Scope<'a> {
+    context: &'a Context,
     overrides: Option<Overrides>,
     /// The adapters by product, as registered when the resolution started: one `ArcSwap`
     /// load per resolution instead of one per step.
@@ -326,13 +326,20 @@ struct Scope {
 
 type ProductMap = HashMap<TypeId, Arc<[Arc<Entry>]>, TypeIdBuildHasher>;
 
-impl Scope {
-    fn new(context: &Context, overrides: Option<Overrides>) -> Self {
+impl<'a> Scope<'a> {
+    fn new(context: &'a Context, overrides: Option<Overrides>) -> Self {
+        let adapters = context.try_get::<Adapters>();
+        Self::with_adapters(context, adapters.as_deref(), overrides)
+    }
+
+    fn with_adapters(
+        context: &'a Context,
+        adapters: Option<&Adapters>,
+        overrides: Option<Overrides>,
+    ) -> Self {
         Self {
-            adapters: context
-                .try_get::<Adapters>()
-                .map(|adapters| adapters.by_product.load_full()),
-            context: context.clone(),
+            adapters: adapters.map(|adapters| adapters.by_product.load_full()),
+            context,
             overrides,
         }
     }
@@ -354,13 +361,13 @@ impl fmt::Debug for Resolver<'_> {
 }
 
 impl<'a> Resolver<'a> {
-    fn root(scope: &'a Scope) -> Self {
+    fn root(scope: &'a Scope<'a>) -> Self {
         Self { scope, chain: None }
     }
 
     /// The context the resolution started from.
     pub fn context(&self) -> &Context {
-        &self.scope.context
+        self.scope.context
     }
 
     fn chain_names(&self) -> Vec<&'static str> {
@@ -419,7 +426,7 @@ impl<'a> Resolver<'a> {
             .overrides
             .as_ref()
             .and_then(|o| from(&o.values))
-            .or_else(|| from(&self.scope.context))
+            .or_else(|| from(self.scope.context))
     }
 
     async fn make(
@@ -505,6 +512,16 @@ impl Context {
         overrides: Overrides,
     ) -> Result<Arc<T>, ResolveError> {
         let scope = Scope::new(self, Some(overrides));
+        Resolver::root(&scope).resolve::<T>(None).await
+    }
+
+    /// [`nject`](Self::nject) with the registry already at hand: the request extractor has
+    /// looked it up once for itself.
+    pub(crate) async fn nject_from<T: Send + Sync + 'static>(
+        &self,
+        adapters: Option<&Adapters>,
+    ) -> Result<Arc<T>, ResolveError> {
+        let scope = Scope::with_adapters(self, adapters, None);
         Resolver::root(&scope).resolve::<T>(None).await
     }
 
