@@ -248,14 +248,13 @@ impl Service {
 
     fn run_worker(&self, mut worker: Worker, source: &ConfigSource, http: &HttpConfig) -> i32 {
         log::set_worker(worker.index());
-        let threads = http.runtime_threads();
-        let runtime = if threads <= 1 {
+        let runtime = if http.threads <= 1 {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
         } else {
             tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(threads)
+                .worker_threads(http.threads)
                 .enable_all()
                 .build()
         };

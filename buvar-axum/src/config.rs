@@ -15,8 +15,7 @@ use crate::sockets::{BindOptions, SocketError, SocketUri, parse_uris};
 /// port = 8080
 /// sockets = ["tcp://:8080", "unix:///run/svc.sock"]
 /// forks = 0                 # 0 = one worker per CPU, 1 = no fork
-/// threads = 0               # runtime threads per worker; 0 = one per CPU without forks,
-///                           # else 1; 1 = a current-thread runtime
+/// threads = 1               # tokio worker threads per worker; 1 = current-thread runtime
 /// graceful_timeout = 30     # seconds a stopping worker may drain
 /// request_timeout = 30      # seconds a handler may take; then 408
 /// header_read_timeout = 10  # seconds a client may take to send its headers
@@ -43,8 +42,7 @@ pub struct HttpConfig {
     pub sockets: Vec<String>,
     /// Worker processes: 0 = one per available CPU, 1 = serve in this process.
     pub forks: usize,
-    /// Runtime threads per worker: 0 = one per available CPU when serving in one process
-    /// (`forks = 1`), else 1; 1 = a current-thread runtime.
+    /// Runtime threads per worker: 1 = a current-thread runtime.
     pub threads: usize,
     /// Seconds a stopping worker may take to finish in-flight requests.
     pub graceful_timeout: f64,
@@ -83,7 +81,7 @@ impl Default for HttpConfig {
             port: 8080,
             sockets: Vec::new(),
             forks: 0,
-            threads: 0,
+            threads: 1,
             graceful_timeout: 30.0,
             request_timeout: 30.0,
             header_read_timeout: 10.0,
@@ -136,17 +134,6 @@ impl HttpConfig {
             )
     }
 
-    /// The runtime threads of each worker, `threads = 0` resolved: one process serving alone uses
-    /// every CPU, as a multi-threaded runtime; forked workers use one each, as a current-thread
-    /// runtime, so the workers share the CPUs without threads waking each other.
-    pub fn runtime_threads(&self) -> usize {
-        match (self.threads, self.forks) {
-            (0, 1) => std::thread::available_parallelism().map_or(1, usize::from),
-            (0, _) => 1,
-            (threads, _) => threads,
-        }
-    }
-
     /// `heartbeat_timeout` as a duration; `None` when 0 (unchecked).
     pub fn heartbeat_timeout(&self) -> Option<Duration> {
         (self.heartbeat_timeout > 0.0).then(|| seconds(self.heartbeat_timeout))
@@ -191,21 +178,6 @@ mod tests {
         assert_eq!(http.forks, 0);
         assert_eq!(http.graceful_timeout(), Duration::from_secs(30));
         assert_eq!(http.body_limit, 2 * 1024 * 1024);
-    }
-
-    #[test]
-    fn one_process_uses_every_cpu_and_forked_workers_one_thread_each() {
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        let http = |forks, threads| HttpConfig {
-            forks,
-            threads,
-            ..HttpConfig::default()
-        };
-        assert_eq!(http(1, 0).runtime_threads(), cpus);
-        assert_eq!(http(0, 0).runtime_threads(), 1);
-        assert_eq!(http(4, 0).runtime_threads(), 1);
-        assert_eq!(http(1, 1).runtime_threads(), 1);
-        assert_eq!(http(0, 3).runtime_threads(), 3);
     }
 
     #[test]

@@ -36,7 +36,7 @@ struct Flags {
     #[arg(long, default_value_t = 20)]
     startup_runs: usize,
     /// Only these variants: a to e are the issue's, f to i isolate causes of a gap (f: as c on
-    /// a current-thread runtime; g, h: as c, d with the log level at warn; i: as a with
+    /// a multi-thread runtime; g, h: as c, d with the log level at warn; i: as a with
     /// tower-http layers like buvar's). Default: a to e, and i.
     #[arg(long, value_delimiter = ',')]
     only: Vec<char>,
@@ -120,11 +120,11 @@ const VARIANTS: [Variant; 9] = [
     },
     Variant {
         key: 'f',
-        name: "as (c), current-thread runtime (THREADS=1)",
+        name: "as (c), multi-thread runtime (THREADS=2)",
         program: "buvar-server",
         forks: Some("1"),
         path: "/",
-        env: &[("APP_HTTP_THREADS", "1")],
+        env: &[("APP_HTTP_THREADS", "2")],
         diagnostic: true,
     },
     Variant {

@@ -16,7 +16,6 @@ use buvar_kit::BoxError;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout_at};
@@ -26,6 +25,10 @@ use tower::util::MapResponseLayer;
 use tower::{Layer, Service};
 
 use crate::sockets::{BoundSocket, Listener};
+
+mod service;
+
+use service::ConnectionService;
 
 /// How long a drain lets keep-alive clients send one more request (answered with
 /// `Connection: close`) before idle connections are closed: closing an idle connection races
@@ -316,7 +319,7 @@ where
         } = connections.clone();
         tracker.spawn(async move {
             let _slot = slot;
-            let service = TowerToHyperService::new(service);
+            let service = ConnectionService::new(service);
             let mut connection = pin!(
                 http.serve_connection(TokioIo::new(stream), service)
                     .with_upgrades()
