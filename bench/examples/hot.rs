@@ -22,7 +22,7 @@ use axum::{Extension, Router};
 use buvar_axum::testing::TestApp;
 use buvar_axum::{Component, Config, Inject, PrepareExt};
 use buvar_bench::{Greeter, GreeterConfig, Greeting, greeter};
-use buvar_kit::{BoxError, ConfigSource, Context, Plugin, Prepare};
+use buvar_kit::{BoxError, ConfigSource, Context, Plugin, Prepare, RequestContext};
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 
@@ -32,7 +32,9 @@ fn parts(context: Option<&Context>) -> Parts {
         .map(|r| r.into_parts().0)
         .unwrap_or_else(|_| unreachable!("a constant request is valid"));
     if let Some(context) = context {
-        parts.extensions.insert(context.push());
+        parts
+            .extensions
+            .insert(RequestContext::new(context.clone()));
     }
     parts
 }
@@ -104,7 +106,7 @@ fn main() -> ExitCode {
         }),
         "bare-router" | "server-router" => {
             let router = if case == "bare-router" {
-                Router::new().route("/hello", get(hello))
+                Router::new().route("/hello", get(hello)).with_state(())
             } else {
                 rt.block_on(
                     TestApp::new()

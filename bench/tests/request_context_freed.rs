@@ -9,7 +9,7 @@ use axum::http::Request;
 use axum::http::request::Parts;
 use buvar_axum::{Component, Inject};
 use buvar_bench::{Greeter, Greeting, greeter};
-use buvar_kit::{ConfigSource, Context};
+use buvar_kit::{ConfigSource, Context, RequestContext};
 
 /// Sets its flag when dropped: proof that the layer holding it was freed.
 struct Freed(Arc<AtomicBool>);
@@ -28,12 +28,12 @@ fn plugins() -> Context {
     plugins
 }
 
-/// A request as `ContextLayer` hands it on: a fresh child context in its extensions, holding a
-/// value whose drop is observed.
+/// A request as `ContextLayer` hands it on: a request context in its extensions, whose own
+/// layer holds a value whose drop is observed.
 fn request(plugins: &Context) -> (Parts, Arc<AtomicBool>) {
     let freed = Arc::new(AtomicBool::new(false));
-    let context = plugins.push();
-    context.add(Freed(freed.clone()));
+    let context = RequestContext::new(plugins.clone());
+    context.context().add(Freed(freed.clone()));
     let mut parts = Request::get("/").body(()).unwrap().into_parts().0;
     parts.extensions.insert(context);
     (parts, freed)

@@ -22,7 +22,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use buvar_axum::testing::TestApp;
 use buvar_axum::{Component, Config, ContextLayer, Inject, PrepareExt};
-use buvar_kit::{BoxError, ConfigSource, Context, Plugin, Prepare};
+use buvar_kit::{BoxError, ConfigSource, Context, Plugin, Prepare, RequestContext};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
@@ -134,7 +134,9 @@ fn extract(c: &mut Criterion) {
     });
     let with_context = || {
         let mut parts = parts();
-        parts.extensions.insert(plugins.push());
+        parts
+            .extensions
+            .insert(RequestContext::new(plugins.clone()));
         parts
     };
     group.bench_function("Component<T>", |b| {
@@ -228,10 +230,13 @@ fn request(c: &mut Criterion) {
     let rt = runtime();
     let state = Arc::new(Greeting("Hello".to_owned()));
     let plugins = plugin_context();
+    // Every router has its handlers turned into routes once (`with_state`), as `axum::serve`
+    // and the buvar server do before serving.
     let buvar = |handler| {
         Router::new()
             .route("/", handler)
             .layer(ContextLayer::new(plugins.clone()))
+            .with_state(())
     };
     let cases: [(&str, Router); 6] = [
         (
@@ -244,7 +249,8 @@ fn request(c: &mut Criterion) {
             "baseline: Extension<Arc<T>>",
             Router::new()
                 .route("/", get(by_extension))
-                .layer(Extension(state.clone())),
+                .layer(Extension(state.clone()))
+                .with_state(()),
         ),
         ("Component<T>", buvar(get(by_component))),
         ("Config<T>", buvar(get(by_config))),
@@ -260,7 +266,10 @@ fn request(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("context layer");
     for (name, router) in [
-        ("baseline: no layer", Router::new().route("/", get(hello))),
+        (
+            "baseline: no layer",
+            Router::new().route("/", get(hello)).with_state(()),
+        ),
         ("ContextLayer", buvar(get(hello))),
     ] {
         assert!(send(&rt, &router), "{name} answers 200");
@@ -283,7 +292,7 @@ fn server_stack(c: &mut Criterion) {
             .load(Plugin::new("app", app))
             .router(|router| async move { router }),
     );
-    let bare = Router::new().route("/hello", get(hello));
+    let bare = Router::new().route("/hello", get(hello)).with_state(());
     let mut group = c.benchmark_group("server stack");
     for (name, router) in [
         ("baseline: bare router", &bare),

@@ -15,6 +15,7 @@ use http::StatusCode;
 use http::request::Parts;
 
 use crate::Context;
+use crate::RequestContext;
 use crate::config::Section;
 use crate::di::Adapters;
 pub use crate::di::{Component, Config};
@@ -47,19 +48,20 @@ impl IntoResponse for ExtractRejection {
     }
 }
 
-/// The request's context (a child of the plugin context). Also an extractor itself.
-pub(crate) fn request_context(parts: &Parts) -> Result<&Context, ExtractRejection> {
+/// The request's context, as [`ContextLayer`](crate::ContextLayer) stored it.
+fn request_context(parts: &Parts) -> Result<&RequestContext, ExtractRejection> {
     parts
         .extensions
-        .get::<Context>()
+        .get::<RequestContext>()
         .ok_or(ExtractRejection::NoContext)
 }
 
+/// The request's own context (a child of the plugin context), to add to.
 impl<S: Send + Sync> FromRequestParts<S> for Context {
     type Rejection = ExtractRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        request_context(parts).cloned()
+        Ok(request_context(parts)?.context().clone())
     }
 }
 
@@ -67,7 +69,7 @@ impl<S: Send + Sync, T: ?Sized + Send + Sync + 'static> FromRequestParts<S> for 
     type Rejection = ExtractRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Component(request_context(parts)?.get::<T>()?))
+        Ok(Component(request_context(parts)?.nearest().get::<T>()?))
     }
 }
 
@@ -113,7 +115,8 @@ impl<S: Send + Sync, T: Send + Sync + 'static> FromRequestParts<S> for Inject<T>
     type Rejection = ExtractRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let context = request_context(parts)?;
+        // Resolution may add to the request's context (scoped products, the request head).
+        let context = request_context(parts)?.context().clone();
         let adapters = context.try_get::<Adapters>();
         let parts_needed = adapters
             .as_ref()
@@ -121,13 +124,11 @@ impl<S: Send + Sync, T: Send + Sync + 'static> FromRequestParts<S> for Inject<T>
         if parts_needed && !context.contains::<Parts>(None) {
             // The request's extensions hold its context: a copy of them inside that context
             // would be a reference cycle, and the request would never be freed.
-            let context = context.clone();
             let extensions = std::mem::take(&mut parts.extensions);
             let head = parts.clone();
             parts.extensions = extensions;
             context.add(head);
         }
-        let context = request_context(parts)?;
         Ok(Inject(context.nject_from::<T>(adapters.as_deref()).await?))
     }
 }
@@ -136,6 +137,6 @@ impl<S: Send + Sync, T: Section> FromRequestParts<S> for Config<T> {
     type Rejection = ExtractRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Config::from_context(request_context(parts)?)?)
+        Ok(Config::from_context(request_context(parts)?.nearest())?)
     }
 }

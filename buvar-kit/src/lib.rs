@@ -62,7 +62,7 @@ pub use di::{Component, Config, Named, Overrides, ResolveError};
 pub use extract::Inject;
 pub use jobs::Jobs;
 #[cfg(feature = "axum")]
-pub use layer::{ContextLayer, ContextService};
+pub use layer::{ContextLayer, ContextService, RequestContext};
 pub use plugin::{Cancel, Plugin, Prepare, Stage};
 
 /// A boxed error, as plugins, tasks and adapters return them.
