@@ -32,7 +32,7 @@ run() {
         i) command=("$bin/plain-axum" "127.0.0.1:$port"); env=(PLAIN_AXUM_LAYERS=1) ;;
         c|e) command=("$bin/buvar-server")
              env=(APP_HTTP_HOST=127.0.0.1 APP_HTTP_PORT=$port APP_HTTP_FORKS=1 APP_HTTP_THREADS=1)
-             [ "$variant" = e ] && path=/extract ;;
+             [ "$variant" = e ] && env+=(BENCH_HANDLER=extract) ;;
         *) echo "unknown variant $variant (a, i, c or e)" >&2; exit 2 ;;
     esac
     env "${env[@]}" valgrind --tool=callgrind --callgrind-out-file="$out" "${command[@]}" \

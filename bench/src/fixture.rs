@@ -1,4 +1,4 @@
-//! What the buvar server's `/extract` handler extracts: a component, an injected value made by
+//! What the buvar server's extracting handler (`BENCH_HANDLER=extract`) extracts: a component, an injected value made by
 //! an adapter, and a config section.
 
 use buvar_kit::Config;

@@ -1,9 +1,9 @@
 //! Variants (c), (d) and (e): a buvar-axum service, configured like any other by `APP_*`
 //! variables (`APP_HTTP_PORT`, `APP_HTTP_FORKS`, ...).
 //!
-//! - `GET /` answers `Hello, world` (variants c and d);
-//! - `GET /extract` uses all three extractors, `Component<T>`, `Inject<T>` and `Config<T>`,
-//!   and answers the same (variant e).
+//! `GET /` answers `Hello, world` (variants c and d); with `BENCH_HANDLER=extract` its handler
+//! first uses all three extractors, `Component<T>`, `Inject<T>` and `Config<T>` (variant e).
+//! One path for both, so that routing and parsing cost the same.
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -32,11 +32,12 @@ async fn extract(
 async fn prepare(cx: Prepare) -> Result<(), BoxError> {
     cx.context().add(Greeting("Hello".to_owned()));
     cx.adapters().register_infallible(greeter).singleton();
-    cx.routes(
-        Router::new()
-            .route("/", get(hello))
-            .route("/extract", get(extract)),
-    );
+    let handler = if std::env::var_os("BENCH_HANDLER").is_some_and(|v| v == "extract") {
+        get(extract)
+    } else {
+        get(hello)
+    };
+    cx.routes(Router::new().route("/", handler));
     Ok(())
 }
 
