@@ -17,7 +17,7 @@ use crate::sockets::{BindOptions, SocketError, SocketUri, parse_uris};
 /// forks = 0                 # 0 = one worker per CPU, 1 = no fork
 /// threads = 1               # tokio worker threads per worker; 1 = current-thread runtime
 /// graceful_timeout = 30     # seconds a stopping worker may drain
-/// request_timeout = 30      # seconds a handler may take; then 408
+/// request_timeout = 30      # seconds a handler may wait; then 408
 /// header_read_timeout = 10  # seconds a client may take to send its headers
 /// body_limit = 2097152      # bytes; a larger body gets 413
 /// backlog = 1024
@@ -46,7 +46,8 @@ pub struct HttpConfig {
     pub threads: usize,
     /// Seconds a stopping worker may take to finish in-flight requests.
     pub graceful_timeout: f64,
-    /// Seconds a request may take before it is answered with 408.
+    /// Seconds a handler may take, counted from its first wait, before the request is answered
+    /// with 408 (a handler that answers without waiting is never cut off).
     pub request_timeout: f64,
     /// Seconds a client may take to send the request head.
     pub header_read_timeout: f64,

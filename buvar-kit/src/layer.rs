@@ -1,4 +1,5 @@
-//! The per-request context layer: every request gets its own child of the plugin context.
+//! The per-request context layer: every request gets its own child of the plugin context,
+//! made when the request first needs it.
 
 use std::sync::OnceLock;
 use std::task::{Context as TaskContext, Poll};
@@ -9,10 +10,10 @@ use tower_service::Service;
 
 use crate::Context;
 
-/// A tower [`Layer`] that gives each request a fresh child of `context`, stored in the
-/// request's extensions as a [`RequestContext`], where the [extractors](crate::extract) find
-/// it. What a request adds to its context never leaks into other requests or the plugin
-/// context.
+/// A tower [`Layer`] that gives each request its own child of `context` (made when first
+/// needed, see [`RequestContext`]), stored in the request's extensions as a [`RequestContext`],
+/// where the [extractors](crate::extract) find it. What a request adds to its context never
+/// leaks into other requests or the plugin context.
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -79,9 +80,10 @@ where
 /// A request's context, as [`ContextLayer`] stores it in the request's extensions.
 ///
 /// The request's own layer (a child of the plugin context) is made when something first asks
-/// for it, to write to it or to extract [`Context`]: a request that only reads components
-/// costs no allocation, and reads go straight to the plugin context until then. A clone made
-/// before the request's layer exists gets a layer of its own.
+/// for it ([`context`](Self::context): to write to it, to extract [`Context`], or for
+/// `Inject<T>`, whose resolution may add to it): a request that only reads components costs no
+/// allocation, and reads go straight to the plugin context until then. A clone shares the
+/// request's layer (cloning makes it, so that what one copy adds the other finds).
 ///
 /// ```
 /// use buvar_kit::{Context, RequestContext};
@@ -96,10 +98,19 @@ where
 /// assert_eq!(*plugins.get::<String>()?, "shared");
 /// # Ok::<(), buvar_kit::ComponentError>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RequestContext {
     parent: Context,
     own: OnceLock<Context>,
+}
+
+impl Clone for RequestContext {
+    fn clone(&self) -> Self {
+        Self {
+            parent: self.parent.clone(),
+            own: OnceLock::from(self.context().clone()),
+        }
+    }
 }
 
 impl RequestContext {
@@ -118,8 +129,41 @@ impl RequestContext {
     }
 
     /// Where lookups start: the request's own context once it exists, else the plugin
-    /// context, which then holds everything the request could find.
+    /// context, which then holds everything the request could find. For reading only: a
+    /// value added to it before the request's own context exists would go to the plugin
+    /// context, shared by every request; add through [`context`](Self::context).
     pub fn nearest(&self) -> &Context {
         self.own.get().unwrap_or(&self.parent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clone_shares_the_request_layer_even_when_made_before_it() {
+        let plugins = Context::new();
+        let request = RequestContext::new(plugins.clone());
+        let copy = request.clone();
+        copy.context().add(7_u32);
+        assert_eq!(*request.nearest().get::<u32>().unwrap(), 7);
+        assert!(
+            plugins.get::<u32>().is_err(),
+            "nothing reached the plugin context"
+        );
+    }
+
+    #[test]
+    fn reads_go_to_the_plugin_context_until_the_request_layer_is_made() {
+        let plugins = Context::new();
+        plugins.add(1_u8);
+        let request = RequestContext::new(plugins.clone());
+        assert!(request.own.get().is_none());
+        assert_eq!(*request.nearest().get::<u8>().unwrap(), 1);
+        assert!(request.own.get().is_none(), "a read made no layer");
+        request.context().add(2_u8);
+        assert_eq!(*request.nearest().get::<u8>().unwrap(), 2);
+        assert_eq!(*plugins.get::<u8>().unwrap(), 1);
     }
 }

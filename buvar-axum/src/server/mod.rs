@@ -223,6 +223,10 @@ async fn readyz(
 /// ids, tracing, panics as 500, the request timeout, the body limit and the per-request
 /// context). What [`testing`](crate::testing) calls without a socket; the server serves the
 /// same stack without the `Router` around it.
+///
+/// All of it sits in the returned router's fallback, so that the layers wrap the router once
+/// instead of each route: add routes in a plugin ([`PrepareExt::routes`]), not to this router
+/// (it has no routes of its own for `route_layer`, and `merge` refuses a second fallback).
 pub fn router(context: &Context, http: &HttpConfig) -> Result<Router, ServerError> {
     Ok(Router::new().fallback_service(service::<Body>(context, http)?))
 }

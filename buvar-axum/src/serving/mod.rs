@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::{Bytes, HttpBody};
-use axum::http::{HeaderValue, Request, Response, header::CONNECTION};
+use axum::http::{HeaderValue, Request, Response, StatusCode, header::CONNECTION};
 use buvar_kit::BoxError;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -100,7 +100,10 @@ impl ServeOptions {
             0 => 0,
             // A fresh `RandomState` is seeded per process and per call: random enough to spread
             // workers apart, without a dependency on a random number crate.
-            jitter => std::hash::RandomState::new().hash_one(std::process::id()) % (jitter + 1),
+            jitter => {
+                std::hash::RandomState::new().hash_one(std::process::id())
+                    % jitter.saturating_add(1)
+            }
         };
         Some(max.saturating_add(jitter).max(1))
     }
@@ -263,11 +266,16 @@ impl Tally {
     fn response<B>(&self, mut response: Response<B>) -> Response<B> {
         if self
             .budget
-            .is_some_and(|budget| self.answered.fetch_add(1, Ordering::Relaxed) + 1 >= budget)
+            // Each count is handed out once: exactly one response sees the budget reached.
+            .is_some_and(|budget| self.answered.fetch_add(1, Ordering::Relaxed) + 1 == budget)
         {
             self.retire.cancel();
         }
-        if self.draining.load(Ordering::Relaxed) {
+        // An upgrade (a WebSocket handshake) needs its own `Connection: upgrade`; the
+        // connection leaves hyper's hands with it anyway.
+        if self.draining.load(Ordering::Relaxed)
+            && response.status() != StatusCode::SWITCHING_PROTOCOLS
+        {
             response
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
@@ -343,5 +351,59 @@ where
                 tracing::debug!(error = %err, "connection ended with an error");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tally(budget: Option<u64>) -> Tally {
+        Tally {
+            budget,
+            answered: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
+            retire: CancellationToken::new(),
+        }
+    }
+
+    #[test]
+    fn the_budget_is_reached_by_exactly_one_response() {
+        let tally = tally(Some(3));
+        for _ in 0..2 {
+            tally.response(Response::new(()));
+        }
+        assert!(!tally.retire.is_cancelled());
+        tally.response(Response::new(()));
+        assert!(tally.retire.is_cancelled());
+        assert_eq!(tally.answered.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn draining_closes_connections_but_not_upgrades() {
+        let tally = tally(None);
+        assert!(
+            !tally
+                .response(Response::new(()))
+                .headers()
+                .contains_key(CONNECTION)
+        );
+        tally.draining.store(true, Ordering::Relaxed);
+        assert_eq!(
+            tally.response(Response::new(())).headers()[CONNECTION],
+            "close"
+        );
+        let mut upgrade = Response::new(());
+        *upgrade.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        upgrade
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        assert_eq!(tally.response(upgrade).headers()[CONNECTION], "upgrade");
+    }
+
+    #[test]
+    fn the_largest_jitter_does_not_overflow() {
+        let options = ServeOptions::default().max_requests(Some(10), u64::MAX);
+        assert!(options.request_budget().is_some_and(|budget| budget >= 10));
     }
 }
