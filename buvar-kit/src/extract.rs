@@ -115,9 +115,20 @@ impl<S: Send + Sync, T: Send + Sync + 'static> FromRequestParts<S> for Inject<T>
     type Rejection = ExtractRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let request = request_context(parts)?;
+        // What a resolution would find first: a `T` in the context, else a made singleton
+        // that is the first adapter for `T`. Both need neither the request's own context
+        // (made only for a write) nor a resolver.
+        let reads = request.nearest();
+        if let Some(value) = reads.try_get::<T>() {
+            return Ok(Inject(value));
+        }
+        let adapters = reads.try_get::<Adapters>();
+        if let Some(value) = adapters.as_ref().and_then(|a| a.ready_singleton::<T>()) {
+            return Ok(Inject(value));
+        }
         // Resolution may add to the request's context (scoped products, the request head).
-        let context = request_context(parts)?.context().clone();
-        let adapters = context.try_get::<Adapters>();
+        let context = request.context().clone();
         let parts_needed = adapters
             .as_ref()
             .is_some_and(|adapters| adapters.requires(TypeId::of::<Parts>()));
@@ -129,7 +140,9 @@ impl<S: Send + Sync, T: Send + Sync + 'static> FromRequestParts<S> for Inject<T>
             parts.extensions = extensions;
             context.add(head);
         }
-        Ok(Inject(context.nject_from::<T>(adapters.as_deref()).await?))
+        Ok(Inject(
+            context.nject_by_adapters::<T>(adapters.as_deref()).await?,
+        ))
     }
 }
 

@@ -6,7 +6,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
 use buvar_kit::extract::{Component, Inject};
-use buvar_kit::{Context, ContextLayer};
+use buvar_kit::{Context, ContextLayer, RequestContext};
 use http::request::Parts;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -207,5 +207,77 @@ async fn a_request_context_is_freed_after_the_response() {
     assert!(
         dropped.load(std::sync::atomic::Ordering::SeqCst),
         "the request's context (and what the handler added to it) outlived the request"
+    );
+}
+
+struct Shared(&'static str);
+
+async fn shared(Inject(shared): Inject<Shared>) -> &'static str {
+    shared.0
+}
+
+#[tokio::test]
+async fn inject_hands_every_request_the_same_made_singleton() {
+    let plugins = Context::new();
+    plugins
+        .adapters()
+        .register_infallible(|| Arc::new(Shared("one")))
+        .singleton();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let router = Router::new()
+        .route(
+            "/",
+            get({
+                let seen = seen.clone();
+                move |Inject(shared): Inject<Arc<Shared>>| async move {
+                    seen.lock().unwrap().push(shared);
+                    "ok"
+                }
+            }),
+        )
+        .layer(ContextLayer::new(plugins));
+    for _ in 0..3 {
+        assert_eq!(call(router.clone(), "/", None).await.0, StatusCode::OK);
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    assert!(seen.iter().all(|s| Arc::ptr_eq(s, &seen[0])));
+}
+
+#[tokio::test]
+async fn inject_prefers_a_value_in_the_request_context_over_a_made_singleton() {
+    let plugins = Context::new();
+    plugins
+        .adapters()
+        .register_infallible(|| Shared("singleton"))
+        .singleton();
+    let router = Router::new()
+        .route("/", get(shared))
+        .layer(axum::middleware::from_fn(
+            |request: axum::extract::Request, next: axum::middleware::Next| async move {
+                if request.headers().contains_key("x-own") {
+                    if let Some(context) = request.extensions().get::<RequestContext>() {
+                        context.context().add(Shared("request"));
+                    }
+                }
+                next.run(request).await
+            },
+        ))
+        .layer(ContextLayer::new(plugins));
+    assert_eq!(
+        call(router.clone(), "/", None).await,
+        (StatusCode::OK, "singleton".to_owned())
+    );
+    let request = Request::get("/")
+        .header("x-own", "1")
+        .body(Body::empty())
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "request");
+    assert_eq!(
+        call(router, "/", None).await,
+        (StatusCode::OK, "singleton".to_owned()),
+        "the request's value stayed in that request"
     );
 }

@@ -258,6 +258,18 @@ impl Adapters {
         self.all.load().is_empty()
     }
 
+    /// The product of the first adapter for `T`, when that adapter is a singleton that has been
+    /// made: once the context holds no `T`, every resolution of `T` returns it (the first
+    /// adapter whose dependencies resolve wins, and a made singleton needs none).
+    pub(crate) fn ready_singleton<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        let by_product = self.by_product.load();
+        let first = by_product.get(&TypeId::of::<T>())?.first()?;
+        if first.lifetime() != Lifetime::Singleton {
+            return None;
+        }
+        first.singleton.get()?.clone().downcast::<T>().ok()
+    }
+
     pub(crate) fn for_product(&self, product: TypeId) -> Option<Arc<[Arc<Entry>]>> {
         self.by_product.load().get(&product).cloned()
     }
@@ -405,6 +417,14 @@ impl<'a> Resolver<'a> {
         if let Some(value) = self.lookup::<T>(name) {
             return Ok(value);
         }
+        self.resolve_by_adapters(name).await
+    }
+
+    /// [`resolve`](Self::resolve) once the overrides and the context are known to hold no `T`.
+    async fn resolve_by_adapters<T: Send + Sync + 'static>(
+        &self,
+        name: Option<&str>,
+    ) -> Result<Arc<T>, ResolveError> {
         let (stored, lifetime) = self
             .make(TypeId::of::<T>(), std::any::type_name::<T>(), name)
             .await?;
@@ -515,14 +535,14 @@ impl Context {
         Resolver::root(&scope).resolve::<T>(None).await
     }
 
-    /// [`nject`](Self::nject) with the registry already at hand: the request extractor has
-    /// looked it up once for itself.
-    pub(crate) async fn nject_from<T: Send + Sync + 'static>(
+    /// [`nject`](Self::nject) by adapters alone, with the registry already at hand: the
+    /// request extractor has looked up the registry and `T` in the context itself.
+    pub(crate) async fn nject_by_adapters<T: Send + Sync + 'static>(
         &self,
         adapters: Option<&Adapters>,
     ) -> Result<Arc<T>, ResolveError> {
         let scope = Scope::with_adapters(self, adapters, None);
-        Resolver::root(&scope).resolve::<T>(None).await
+        Resolver::root(&scope).resolve_by_adapters::<T>(None).await
     }
 
     /// Resolves any [`Dependency`], e.g. an `Option<Arc<T>>` or a `Named<T, N>`.

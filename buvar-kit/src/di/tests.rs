@@ -207,6 +207,33 @@ async fn transient_products_are_made_per_resolution_and_singletons_once() {
 }
 
 #[tokio::test]
+async fn a_ready_singleton_is_the_first_adapters_made_product_only() {
+    struct Single(u8);
+    let ctx = Context::new();
+    let adapters = ctx.adapters();
+    adapters.register_infallible(|| Single(1)).singleton();
+    adapters.register_infallible(|| Single(2));
+    assert!(
+        adapters.ready_singleton::<Single>().is_none(),
+        "not made yet"
+    );
+    let made = ctx.nject::<Single>().await.unwrap();
+    let ready = adapters.ready_singleton::<Single>().unwrap();
+    assert!(Arc::ptr_eq(&made, &ready));
+    assert_eq!(ready.0, 1, "the first adapter made it");
+
+    struct Later;
+    let later = Context::new();
+    later.adapters().register_infallible(|| Later);
+    later.adapters().register_infallible(|| Later).singleton();
+    later.nject::<Later>().await.unwrap();
+    assert!(
+        later.adapters().ready_singleton::<Later>().is_none(),
+        "a transient adapter before the singleton wins resolutions"
+    );
+}
+
+#[tokio::test]
 async fn scoped_products_live_in_the_resolving_context() {
     struct PerRequest;
     let root = Context::new();
