@@ -27,7 +27,7 @@ if [ "${BENCH_CRITERION:-1}" != 0 ]; then
     rm -rf "$target_dir/criterion"
     quick=(--warm-up-time 1 --measurement-time 3 --noplot)
     cargo bench --locked -p buvar-kit --bench kit -- "${quick[@]}" >&2
-    cargo bench --locked -p buvar-axum --bench extract -- "${quick[@]}" >&2
+    cargo bench --locked -p buvar-bench --bench extract -- "${quick[@]}" >&2
     echo
     echo "## Criterion: median per iteration and ratio against each baseline of the same run"
     "$target_dir/release/criterion-ratios" "$target_dir/criterion"

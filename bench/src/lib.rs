@@ -1,8 +1,9 @@
 //! Side-by-side HTTP benchmarks of buvar-axum: the baseline servers (plain axum, actix-web), the
 //! buvar-axum server they are compared with, and the harness that drives them with wrk.
 //!
-//! `scripts/bench-http.sh` builds everything in release mode and runs the `bench-http` binary;
-//! `BENCHMARKS.md` describes the method and holds the results.
+//! `scripts/bench-http.sh` builds everything in release mode and runs the `bench-http` binary,
+//! then the criterion suites (`benches/extract.rs` here: the extractors against axum's
+//! `State` and `Extension`); `BENCHMARKS.md` describes the method and holds the results.
 //!
 //! | module | concept |
 //! | --- | --- |

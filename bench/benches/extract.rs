@@ -1,7 +1,7 @@
 //! The extractors and the per-request context layer against axum's own `State<T>` and
 //! `Extension<T>`, and the server plugin's whole layer stack against a bare router, in one run.
 //!
-//! `cargo bench -p buvar-axum --bench extract`
+//! `cargo bench -p buvar-bench --bench extract`
 //!
 //! Two views of the same work: `extract/*` calls each extractor's `from_request_parts` on a
 //! fresh request (what the handler pays), `request/*` sends the same request through a router
@@ -22,34 +22,11 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use buvar_axum::testing::TestApp;
 use buvar_axum::{Component, Config, ContextLayer, Inject, PrepareExt};
+use buvar_bench::{Greeter, GreeterConfig, Greeting, greeter};
 use buvar_kit::{BoxError, ConfigSource, Context, Plugin, Prepare, RequestContext};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
-
-struct Greeting(String);
-
-#[derive(serde::Deserialize, serde::Serialize)]
-#[serde(default)]
-struct GreeterConfig {
-    greeting: String,
-}
-
-impl Default for GreeterConfig {
-    fn default() -> Self {
-        Self {
-            greeting: "Hello".to_owned(),
-        }
-    }
-}
-
-buvar_kit::section!(GreeterConfig, "greeter", default);
-
-struct Greeter(String);
-
-fn greeter(config: Config<GreeterConfig>) -> Greeter {
-    Greeter(config.greeting.clone())
-}
 
 /// A transient product one adapter away from a component: resolved anew on every request.
 struct Salute(Arc<Greeting>);
@@ -164,7 +141,7 @@ fn extract(c: &mut Criterion) {
             with_context,
             |parts| {
                 let made = now(&rt, Inject::<Greeter>::from_request_parts(parts, &()));
-                black_box(made.is_ok_and(|g| g.0.0 == "Hello"))
+                black_box(made.is_ok_and(|g| g.0.greeting == "Hello"))
             },
             BatchSize::SmallInput,
         )
