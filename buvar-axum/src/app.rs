@@ -13,8 +13,11 @@ use buvar_kit::{ConfigSource, Context, Plugin, Stage};
 use clap::Parser;
 
 use crate::HttpConfig;
+#[cfg(target_os = "linux")]
 use crate::fork::{Credentials, Prefork, Worker};
-use crate::server::{self, InheritedSockets, ServicePlugins, Supervisor};
+use crate::server::{self, ServicePlugins};
+#[cfg(target_os = "linux")]
+use crate::server::{InheritedSockets, Supervisor};
 
 /// Command-line flags every buvar service understands.
 #[derive(Debug, Parser)]
@@ -175,6 +178,13 @@ impl Service {
         if flags.check {
             return Ok(self.check(source));
         }
+        self.serve(source, http)
+    }
+
+    /// Binds the sockets and runs the pre-fork supervisor, which stages the plugins in each
+    /// worker.
+    #[cfg(target_os = "linux")]
+    fn serve(self, source: ConfigSource, http: Arc<HttpConfig>) -> Result<ExitCode, String> {
         let uris = http.socket_uris().map_err(|e| e.to_string())?;
         // Resolved before binding, so a typo costs nothing and binding still runs as root.
         let credentials = match &http.user {
@@ -196,6 +206,13 @@ impl Service {
             .credentials(credentials)
             .run(|worker| plugins.run_worker(worker, &source, &http))
             .map_err(|e| e.to_string())
+    }
+
+    /// The supervisor is built on Linux-only system calls (signalfd, prctl, /proc); elsewhere a
+    /// service says so instead of serving.
+    #[cfg(not(target_os = "linux"))]
+    fn serve(self, _source: ConfigSource, _http: Arc<HttpConfig>) -> Result<ExitCode, String> {
+        Err(crate::PREFORK_NEEDS_LINUX.to_owned())
     }
 
     fn stage(&self, context: Context, source: ConfigSource, http: &HttpConfig) -> Stage {
@@ -246,6 +263,7 @@ impl Service {
         })
     }
 
+    #[cfg(target_os = "linux")]
     fn run_worker(&self, mut worker: Worker, source: &ConfigSource, http: &HttpConfig) -> i32 {
         log::set_worker(worker.index());
         let runtime = if http.threads <= 1 {

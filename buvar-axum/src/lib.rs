@@ -41,12 +41,23 @@
 //! | [`plugin`], [`PrepareExt`] | the server plugin and how plugins contribute routes |
 //! | [`HttpConfig`] | the `[http]` section |
 //! | [`sockets`] | socket URIs, bound once, and listeners over them |
-//! | [`fork`] | the pre-fork supervisor and its workers |
+//! | `fork` | the pre-fork supervisor and its workers (Linux only) |
 //! | [`serving`] | serving a router on sockets with a graceful drain |
 //! | [`testing`] | calling the staged router without a socket, or a real server on port 0 |
+//!
+//! # Platforms
+//!
+//! Pre-forking needs Linux: the supervisor reads its signals from a `signalfd`, sets the
+//! workers' parent-death signal with `prctl` and checks `/proc` for threads before each fork, so
+//! the `fork` module and the serving half of [`Service::run`] exist on Linux only. Everything
+//! else builds on any Unix (macOS and the BSDs included): socket URIs and binding, the server
+//! plugin and [`serving`], `--check`, `--print-config` and `--env-help`, and
+//! [`testing::TestApp`] (its router and its real server on port 0 run in the test's own
+//! process). There, [`Service::run`] exits 2 with [`PREFORK_NEEDS_LINUX`] instead of serving.
 
 mod app;
 mod config;
+#[cfg(target_os = "linux")]
 pub mod fork;
 mod server;
 pub mod serving;
@@ -60,6 +71,10 @@ pub use config::HttpConfig;
 pub use server::{
     InheritedSockets, PLUGIN_NAME, PrepareExt, Readiness, ServerError, Supervisor, plugin, router,
 };
+
+/// What [`Service::run`] says on a system other than Linux, where it cannot fork workers.
+pub const PREFORK_NEEDS_LINUX: &str = "pre-forking needs Linux (signalfd, prctl and /proc): \
+     on this system stage buvar_axum::plugin() with buvar_kit::Stage to serve in one process";
 
 /// The README's code, compiled as a doc test so it cannot rot.
 #[doc = include_str!("../../README.md")]
