@@ -17,6 +17,7 @@ use crate::sockets::{BindOptions, SocketError, SocketUri, parse_uris};
 /// forks = 0                 # 0 = one worker per CPU, 1 = no fork
 /// threads = 1               # tokio worker threads per worker; 1 = current-thread runtime
 /// graceful_timeout = 30     # seconds a stopping worker may drain
+/// keep_alive_grace = 1      # seconds a drain leaves idle keep-alive clients; 0 = close at once
 /// request_timeout = 30      # seconds a handler may wait; then 408
 /// header_read_timeout = 10  # seconds a client may take to send its headers
 /// body_limit = 2097152      # bytes; a larger body gets 413
@@ -46,6 +47,9 @@ pub struct HttpConfig {
     pub threads: usize,
     /// Seconds a stopping worker may take to finish in-flight requests.
     pub graceful_timeout: f64,
+    /// Seconds a drain lets idle keep-alive clients send one more request before closing their
+    /// connections (at most `graceful_timeout`); 0 closes them at once.
+    pub keep_alive_grace: f64,
     /// Seconds a handler may take, counted from its first wait, before the request is answered
     /// with 408 (a handler that answers without waiting is never cut off).
     pub request_timeout: f64,
@@ -84,6 +88,7 @@ impl Default for HttpConfig {
             forks: 0,
             threads: 1,
             graceful_timeout: 30.0,
+            keep_alive_grace: 1.0,
             request_timeout: 30.0,
             header_read_timeout: 10.0,
             body_limit: 2 * 1024 * 1024,
@@ -116,17 +121,16 @@ impl HttpConfig {
 
     /// How to bind the sockets.
     pub fn bind_options(&self) -> BindOptions {
-        BindOptions {
-            backlog: self.backlog,
-            unix_mode: self.unix_mode,
-            ..BindOptions::default()
-        }
+        BindOptions::default()
+            .backlog(self.backlog)
+            .unix_mode(self.unix_mode)
     }
 
     /// How the server treats connections.
     pub fn serve_options(&self) -> ServeOptions {
         ServeOptions::default()
             .graceful_timeout(self.graceful_timeout())
+            .keep_alive_grace(seconds(self.keep_alive_grace))
             .header_read_timeout(self.header_read_timeout())
             .max_connections(self.max_connections)
             .max_requests(

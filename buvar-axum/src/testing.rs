@@ -119,11 +119,13 @@ impl TestApp {
 
     /// Stages the plugins and serves them on `127.0.0.1` at a port the kernel picks; returns
     /// once the server accepts connections.
+    ///
+    /// Its drain closes idle keep-alive connections at once (`keep_alive_grace = 0`), so
+    /// [`TestServer::stop`] does not wait on a test's HTTP client that is still alive.
     pub async fn serve(self) -> Result<TestServer, BoxError> {
-        let config = self
-            .config
-            .clone()
-            .toml("[http]\nhost = \"127.0.0.1\"\nport = 0\nsockets = []")?;
+        let config = self.config.clone().toml(
+            "[http]\nhost = \"127.0.0.1\"\nport = 0\nsockets = []\nkeep_alive_grace = 0",
+        )?;
         let prepared = self.stage(config).prepare().await?;
         let context = prepared.context().clone();
         let cancel = prepared.cancel();
@@ -183,7 +185,9 @@ impl TestServer {
         &self.cancel
     }
 
-    /// Cancels the stage, waits for the drain and the teardown, and returns the report.
+    /// Cancels the stage, waits for the drain and the teardown, and returns the report. Idle
+    /// connections are closed at once, so a client kept alive by the test does not hold it up;
+    /// requests in flight still finish.
     ///
     /// # Panics
     ///
@@ -203,5 +207,43 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.cancel.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use axum::{Router, routing::get};
+    use buvar_kit::{BoxError, Plugin, Prepare};
+
+    use super::TestApp;
+    use crate::PrepareExt;
+
+    async fn hello(cx: Prepare) -> Result<(), BoxError> {
+        cx.routes(Router::new().route("/", get(|| async { "hi" })));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn stop_does_not_wait_for_an_idle_keep_alive_client() {
+        let server = TestApp::new()
+            .load(Plugin::new("hello", hello))
+            .serve()
+            .await
+            .unwrap();
+        // The client stays alive, its pooled connection idle on the server.
+        let client = reqwest::Client::new();
+        let response = client.get(server.url("/")).send().await.unwrap();
+        assert_eq!(response.text().await.unwrap(), "hi");
+
+        let started = Instant::now();
+        let report = server.stop().await;
+        let took = started.elapsed();
+        assert!(report.is_success(), "{report:?}");
+        // A drain that gave the idle client the service's default keep-alive grace would take
+        // a whole second here.
+        assert!(took < Duration::from_millis(500), "stop took {took:?}");
+        drop(client);
     }
 }

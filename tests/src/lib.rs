@@ -1,5 +1,12 @@
 //! Helpers shared by the end-to-end tests in `tests/` and the soak binary: reading `/proc`,
-//! and reading a child process's output.
+//! reading a child process's output, running the test servers, raw HTTP, and rendering the
+//! service template.
+
+pub mod http;
+pub mod prefork;
+pub mod process;
+pub mod service;
+pub mod template;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::ChildStdout;

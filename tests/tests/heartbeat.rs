@@ -1,11 +1,10 @@
 //! `[http] heartbeat_timeout` of a real `Service`: a worker whose runtime is blocked is
 //! replaced; one busy with a long async request is not.
 
-mod service_support;
 
 use std::time::{Duration, Instant};
 
-use service_support::Service;
+use buvar_tests::service::Service;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_replaces_a_worker_whose_runtime_is_blocked() {

@@ -1,11 +1,10 @@
 //! Hostile HTTP clients against a real pre-forked `Service`: slow headers, huge bodies, slow
 //! handlers, garbage, and more connections than a worker takes. No worker may crash.
 
-mod service_support;
 
 use std::time::{Duration, Instant};
 
-use service_support::Service;
+use buvar_tests::service::Service;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

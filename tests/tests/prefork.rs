@@ -1,6 +1,5 @@
 //! The pre-fork supervisor end to end: real processes, sockets, signals and HTTP.
 
-mod prefork_support;
 
 use std::{
     collections::HashSet,
@@ -13,7 +12,7 @@ use std::{
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use prefork_support::{Server, alive, client, eventually, is_refused, load};
+use buvar_tests::prefork::{Server, alive, client, eventually, is_refused, load};
 
 const LOCAL: &str = "tcp://127.0.0.1:0";
 
@@ -214,13 +213,13 @@ fn fifty_sighups_leave_one_thread_and_the_same_open_files() {
     // only), and every other pipe (stdout, stderr, the parent watch, inherited ones) is shared
     // with every worker: a pipe of a gone worker would be shared with none.
     let at_rest = || {
-        let workers = prefork_support::workers_of(pid);
-        let held: Vec<usize> = prefork_support::pipes(pid.as_raw())
+        let workers = buvar_tests::prefork::workers_of(pid);
+        let held: Vec<usize> = buvar_tests::prefork::pipes(pid.as_raw())
             .iter()
             .map(|pipe| {
                 workers
                     .iter()
-                    .filter(|w| prefork_support::pipes(**w).contains(pipe))
+                    .filter(|w| buvar_tests::prefork::pipes(**w).contains(pipe))
                     .count()
             })
             .collect();

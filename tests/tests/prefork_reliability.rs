@@ -2,7 +2,6 @@
 //! SIGTTIN/SIGTTOU, sd_notify readiness, dropped privileges, and running as pid 1. Real
 //! processes, sockets and signals.
 
-mod prefork_support;
 
 use std::{
     os::unix::net::UnixDatagram,
@@ -12,7 +11,8 @@ use std::{
 
 use buvar_tests::processes;
 use nix::sys::signal::Signal;
-use prefork_support::{Server, alive, client, eventually, load, workers_of};
+use buvar_tests::http;
+use buvar_tests::prefork::{Server, alive, client, eventually, load, workers_of};
 
 const LOCAL: &str = "tcp://127.0.0.1:0";
 
@@ -104,24 +104,12 @@ impl NotifySocket {
 
 /// `GET path` over a fresh connection; the body of a 200 answer, or `None`.
 fn get(server: &Server, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(server.addr()).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    let (head, body) = answer.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+    let response = http::get(http::connect_tcp(&server.addr()).ok()?, path).ok()?;
+    (response.status == 200).then_some(response.body)
 }
 
 fn start_notified(args: &[&str], notify: &NotifySocket) -> Server {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_prefork-server"));
+    let mut command = std::process::Command::new(Server::binary());
     command.args(args).env("NOTIFY_SOCKET", &notify.path);
     Server::spawn(command).expect("server starts")
 }
@@ -447,7 +435,7 @@ fn as_pid_1_the_supervisor_reaps_orphans() {
     command.args([
         "--pid",
         "--fork",
-        env!("CARGO_BIN_EXE_prefork-server"),
+        Server::binary(),
         "--bind",
         LOCAL,
         "--workers",

@@ -1,11 +1,10 @@
 //! `[http] user`, `group` and `unix_mode` of a real `Service`: workers run as the configured
 //! user after the supervisor bound the sockets as root.
 
-mod service_support;
 
 use std::os::unix::fs::PermissionsExt;
 
-use service_support::{Service, run};
+use buvar_tests::service::{Service, run};
 
 #[test]
 fn configured_workers_run_as_nobody_and_the_unix_socket_gets_its_mode() {

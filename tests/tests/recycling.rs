@@ -1,11 +1,10 @@
 //! `[http] max_requests` of a real `Service`: workers are replaced, new one first, while keep-alive
 //! clients keep sending, and no request fails.
 
-mod service_support;
 
 use std::collections::HashSet;
 
-use service_support::Service;
+use buvar_tests::service::Service;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_replaces_workers_after_max_requests_without_failing_a_request() {

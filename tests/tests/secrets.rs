@@ -1,9 +1,8 @@
 //! Secrets in a real service's config never show: not in start-up logs, not in
 //! `--print-config`, not in the error for a bad config.
 
-mod service_support;
 
-use service_support::{Service, run};
+use buvar_tests::service::{Service, run};
 
 const TOKEN: &str = "tok-SEKRIT-file";
 const ENV_TOKEN: &str = "tok-SEKRIT-env";

@@ -1,6 +1,5 @@
 //! Socket URIs end to end: a unix socket served by forked workers, and start-up errors.
 
-mod prefork_support;
 
 use std::{
     io::{Read, Write},
@@ -13,23 +12,10 @@ use std::{
     time::Duration,
 };
 
+use buvar_tests::http::{connect_tcp, get};
+use buvar_tests::prefork::Server;
 use nix::sys::signal::Signal;
-use prefork_support::Server;
 
-fn get_over_unix(path: &std::path::Path, target: &str) -> String {
-    get(UnixStream::connect(path).unwrap(), target)
-}
-
-fn get(mut stream: impl Read + Write, target: &str) -> String {
-    write!(
-        stream,
-        "GET {target} HTTP/1.1\r\nHost: local\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
 
 #[test]
 fn workers_serve_over_a_unix_socket_that_is_removed_at_exit() {
@@ -44,9 +30,9 @@ fn workers_serve_over_a_unix_socket_that_is_removed_at_exit() {
         0o600
     );
 
-    let response = get_over_unix(&path, "/pid");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let pid: u32 = response.rsplit("\r\n\r\n").next().unwrap().parse().unwrap();
+    let response = get(UnixStream::connect(&path).unwrap(), "/pid").unwrap();
+    assert_eq!(response.status, 200, "{response:?}");
+    let pid: u32 = response.body.parse().unwrap();
     assert!(workers.contains(&pid));
 
     server.signal(Signal::SIGTERM);
@@ -90,7 +76,7 @@ fn sockets_from_systemd_activation_are_used_instead_of_bound() {
     command
         .arg("-c")
         .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#)
-        .arg(env!("CARGO_BIN_EXE_prefork-server"))
+        .arg(Server::binary())
         .args(["--bind", &format!("tcp://{addr}"), "--workers", "2"]);
     // SAFETY: dup2 and fcntl are async-signal-safe and touch only the child's descriptors.
     unsafe {
@@ -108,9 +94,9 @@ fn sockets_from_systemd_activation_are_used_instead_of_bound() {
     drop(listener);
 
     assert_eq!(server.bound, [format!("tcp://{addr}")]);
-    let response = get(TcpStream::connect(addr).unwrap(), "/pid");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let pid: u32 = response.rsplit("\r\n\r\n").next().unwrap().parse().unwrap();
+    let response = get(connect_tcp(&addr.to_string()).unwrap(), "/pid").unwrap();
+    assert_eq!(response.status, 200, "{response:?}");
+    let pid: u32 = response.body.parse().unwrap();
     assert!(workers.contains(&pid));
     server.signal(Signal::SIGTERM);
     assert!(server.wait_exit(Duration::from_secs(10)).success());

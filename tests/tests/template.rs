@@ -2,15 +2,16 @@
 //! buvar dependencies pointed at this workspace, its own checks and tests run, then started as a
 //! real process that answers `/healthz`.
 //!
-//! cargo-generate comes from `.ci/run` (`bash .ci/run tools`). Without it these tests skip with
-//! a message, except under `CI`, where a skip would hide that the template was never tried.
+//! cargo-generate renders as a library (a dev-dependency of this crate), so `cargo test
+//! --workspace` tests the template on any machine, with no tool installed beforehand.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use buvar_tests::http;
+use buvar_tests::template::{TemplateSource, render, template_dir};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -30,46 +31,15 @@ fn cargo() -> Command {
     command
 }
 
-/// Whether `cargo generate` runs; panics under CI when it does not.
-fn cargo_generate_available() -> bool {
-    let works = cargo()
-        .args(["generate", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    let ci = std::env::var("CI").is_ok_and(|value| !value.is_empty() && value != "false");
-    if !works && ci {
-        panic!(
-            "cargo-generate is not installed, and CI is set: run `bash .ci/run tools` \
-             (it installs cargo-generate ~0.23) before the tests"
-        );
-    }
-    if !works {
-        eprintln!(
-            "\n\n*** SKIPPED: cargo-generate is not installed, so the service template was NOT \
-             tested. Run `bash .ci/run tools` (or `cargo install cargo-generate --version '~0.23' \
-             --locked`) and test again. ***\n"
-        );
-    }
-    works
-}
-
 fn run(command: &mut Command) {
     let status = command.status().expect("the command starts");
     assert!(status.success(), "{command:?} failed with {status}");
 }
 
-/// Renders the template from this workspace's `template/` into `destination/NAME`.
+/// Renders this workspace's `template/` into `destination/NAME`.
 fn render_from_path(destination: &Path) -> PathBuf {
-    std::fs::create_dir_all(destination).unwrap();
-    run(cargo()
-        .arg("generate")
-        .arg("--path")
-        .arg(workspace().join("template"))
-        .args(["--name", NAME, "--silent", "--vcs", "none", "--destination"])
-        .arg(destination));
-    destination.join(NAME)
+    render(&TemplateSource::Path(template_dir()), NAME, destination, &[])
+        .unwrap_or_else(|err| panic!("cannot render the template: {err:?}"))
 }
 
 /// Every file under `dir`, as paths relative to it.
@@ -100,15 +70,12 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn renders_every_placeholder_and_the_same_from_git_as_from_a_path() {
-    if !cargo_generate_available() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let from_path = render_from_path(&dir.path().join("from-path"));
 
     // A git repository with the template in a subfolder, like this one, at a file:// URL.
     let repo = dir.path().join("repo");
-    copy_dir(&workspace().join("template"), &repo.join("template"));
+    copy_dir(&template_dir(), &repo.join("template"));
     let git = |args: &[&str]| {
         run(Command::new("git")
             .args([
@@ -124,15 +91,16 @@ fn renders_every_placeholder_and_the_same_from_git_as_from_a_path() {
     git(&["add", "--all"]);
     git(&["commit", "--quiet", "--message", "template"]);
     let from_git = dir.path().join("from-git");
-    std::fs::create_dir_all(&from_git).unwrap();
-    run(cargo()
-        .arg("generate")
-        .arg("--git")
-        .arg(format!("file://{}", repo.display()))
-        .arg("template")
-        .args(["--name", NAME, "--silent", "--vcs", "none", "--destination"])
-        .arg(&from_git));
-    let from_git = from_git.join(NAME);
+    let from_git = render(
+        &TemplateSource::Git {
+            url: format!("file://{}", repo.display()),
+            folder: "template".to_owned(),
+        },
+        NAME,
+        &from_git,
+        &[],
+    )
+    .unwrap_or_else(|err| panic!("cannot render the template from git: {err:?}"));
 
     let rendered = files(&from_path);
     assert_eq!(rendered, files(&from_git));
@@ -141,10 +109,14 @@ fn renders_every_placeholder_and_the_same_from_git_as_from_a_path() {
         "src/main.rs",
         "src/plugins/greeter.rs",
         "config.toml",
-        "tests/http.rs",
+        "tests/health.rs",
         "Dockerfile",
-        "k8s/deployment.yaml",
-        "k8s/service.yaml",
+        "k8s/base/kustomization.yaml",
+        "k8s/base/deployment.yaml",
+        "k8s/base/service.yaml",
+        "k8s/base/pdb.yaml",
+        "k8s/base/hpa.yaml",
+        "k8s/overlays/production/kustomization.yaml",
         ".github/workflows/ci.yml",
         "README.md",
     ] {
@@ -172,10 +144,160 @@ fn renders_every_placeholder_and_the_same_from_git_as_from_a_path() {
         main.contains(&format!("Service::new(\"{PREFIX}\")")),
         "{main}"
     );
+    // The sample is one file and one line in `main`, so removing it is easy.
+    let sample_lines: Vec<&str> = main.lines().filter(|l| l.contains("greeter")).collect();
+    assert_eq!(sample_lines.len(), 1, "{main}");
     assert!(
         !rendered.contains(&PathBuf::from("pre-script.rhai")),
         "the hook is not part of the service"
     );
+}
+
+/// A manifest file's documents as JSON values.
+fn yaml_documents(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+    serde_norway::Deserializer::from_str(&text)
+        .map(|document| {
+            serde::Deserialize::deserialize(document)
+                .unwrap_or_else(|err| panic!("{} is not YAML: {err}", path.display()))
+        })
+        .collect()
+}
+
+/// A Kubernetes CPU quantity (`"2"`, `"1500m"`) in millicores.
+fn millicores(quantity: &str) -> u64 {
+    match quantity.strip_suffix('m') {
+        Some(milli) => milli.parse().unwrap(),
+        None => quantity.parse::<u64>().unwrap() * 1000,
+    }
+}
+
+/// A Kubernetes memory quantity in `Mi` (`"192Mi"`, `"1Gi"`).
+fn mebibytes(quantity: &str) -> u64 {
+    match quantity.strip_suffix("Gi") {
+        Some(gibi) => gibi.parse::<u64>().unwrap() * 1024,
+        None => quantity.strip_suffix("Mi").unwrap().parse().unwrap(),
+    }
+}
+
+/// The cells of the README's row whose first cell is `what`.
+fn table_row(readme: &str, what: &str) -> Vec<String> {
+    readme
+        .lines()
+        .map(|line| {
+            line.trim_matches('|')
+                .split('|')
+                .map(|cell| cell.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .find(|cells| cells.first().is_some_and(|first| first == what))
+        .unwrap_or_else(|| panic!("the README's deploy table has no `{what}` row"))
+}
+
+/// The leading number of a table cell (`"45 s"`, `"192Mi"`).
+fn leading_number(cell: &str) -> u64 {
+    let digits: String = cell.chars().take_while(char::is_ascii_digit).collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number in `{cell}`"))
+}
+
+#[test]
+fn the_manifests_size_workers_from_the_cpu_request_and_wait_out_delay_and_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = render_from_path(dir.path());
+    let readme = std::fs::read_to_string(service.join("README.md")).unwrap();
+    let config: toml::Table = std::fs::read_to_string(service.join("config.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let forks_variable = format!("{PREFIX}_HTTP_FORKS");
+    let env_seconds = |env: &[serde_json::Value], name: &str| -> Option<f64> {
+        env.iter()
+            .find(|var| var["name"] == format!("{PREFIX}_HTTP_{name}"))
+            .map(|var| var["value"].as_str().unwrap().parse().unwrap())
+    };
+    let config_seconds = |key: &str| -> Option<f64> {
+        let value = config["http"].get(key)?;
+        value.as_float().or(value.as_integer().map(|n| n as f64))
+    };
+
+    let base = yaml_documents(&service.join("k8s/base/deployment.yaml"));
+    let [deployment] = base.as_slice() else {
+        panic!("one Deployment in deployment.yaml: {base:?}")
+    };
+    assert_eq!(deployment["kind"], "Deployment");
+    let strategy = &deployment["spec"]["strategy"]["rollingUpdate"];
+    assert_eq!((strategy["maxUnavailable"].as_u64(), strategy["maxSurge"].as_u64()), (Some(0), Some(1)));
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let env = container["env"].as_array().unwrap();
+
+    // The forks come from the pod's CPU request, a whole CPU per worker rounded up.
+    let forks = env
+        .iter()
+        .find(|var| var["name"] == forks_variable.as_str())
+        .unwrap_or_else(|| panic!("the Deployment does not set {forks_variable}"));
+    let field = &forks["valueFrom"]["resourceFieldRef"];
+    assert_eq!(field["resource"], "requests.cpu", "{forks}");
+    assert_eq!(field["divisor"], "1", "{forks}");
+    assert_eq!(field["containerName"], container["name"], "{forks}");
+    assert!(forks.get("value").is_none(), "{forks}");
+
+    // The grace period covers the shutdown delay, then the whole drain, then the supervisor's
+    // last kill half a second after the graceful timeout.
+    let delay = env_seconds(env, "SHUTDOWN_DELAY")
+        .or_else(|| config_seconds("shutdown_delay"))
+        .unwrap_or(0.0);
+    let graceful = env_seconds(env, "GRACEFUL_TIMEOUT")
+        .or_else(|| config_seconds("graceful_timeout"))
+        .expect("config.toml sets [http] graceful_timeout");
+    let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap() as f64;
+    assert!(delay > 0.0, "the Deployment sets no shutdown delay");
+    assert!(
+        grace >= delay + graceful + 1.0,
+        "grace period {grace} s < shutdown delay {delay} s + graceful timeout {graceful} s + 1 s"
+    );
+    assert_eq!(table_row(&readme, "shutdown delay")[2], format!("{delay} s"));
+    assert_eq!(table_row(&readme, "graceful timeout")[2], format!("{graceful} s"));
+    assert_eq!(table_row(&readme, "grace period")[2], format!("{grace} s"));
+
+    // Memory follows the documented budget, in the base and in every overlay that resizes it.
+    let per_worker = mebibytes(&table_row(&readme, "memory per worker")[2]);
+    let memory_row = table_row(&readme, "memory limit");
+    let supervisor = leading_number(&memory_row[1]);
+    let columns = [
+        ("base", 2, container["resources"].clone()),
+        (
+            "production",
+            3,
+            yaml_documents(&service.join("k8s/overlays/production/resources.yaml"))[0]["spec"]
+                ["template"]["spec"]["containers"][0]["resources"]
+                .clone(),
+        ),
+    ];
+    for (name, column, resources) in columns {
+        let cpu = millicores(resources["requests"]["cpu"].as_str().unwrap());
+        let workers = cpu.div_ceil(1000);
+        let limit = mebibytes(resources["limits"]["memory"].as_str().unwrap());
+        assert_eq!(
+            limit,
+            supervisor + workers * per_worker,
+            "{name}: {workers} workers need {supervisor}Mi + {workers} x {per_worker}Mi"
+        );
+        assert_eq!(
+            leading_number(&table_row(&readme, "CPU request")[column]) * 1000,
+            cpu,
+            "{name}"
+        );
+        assert_eq!(
+            leading_number(&table_row(&readme, "workers")[column]),
+            workers,
+            "{name}"
+        );
+        assert_eq!(leading_number(&memory_row[column]), limit, "{name}");
+    }
 }
 
 /// The rendered service, started on port 0 with one worker; stopped when dropped.
@@ -222,31 +344,12 @@ fn start(binary: &Path, dir: &Path) -> Service {
 
 /// `GET path` over HTTP/1.1: the status code and the body.
 fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {response:?}"));
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let response = http::get(http::connect_tcp(addr).unwrap(), path).unwrap();
+    (response.status, response.body)
 }
 
 #[test]
 fn the_rendered_service_passes_its_checks_and_tests_and_serves_healthz() {
-    if !cargo_generate_available() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let service = render_from_path(dir.path());
 

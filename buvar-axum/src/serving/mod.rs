@@ -30,34 +30,34 @@ mod service;
 
 use service::ConnectionService;
 
-/// How long a drain lets keep-alive clients send one more request (answered with
-/// `Connection: close`) before idle connections are closed: closing an idle connection races
-/// with a client that just sent a request on it, and that client would see a failure.
-const KEEP_ALIVE_GRACE: Duration = Duration::from_secs(1);
-
-/// How a [`Serving`] treats connections.
+/// How a [`Serving`] treats connections: the defaults, changed with the setters (the type may
+/// gain options, so it is built only this way).
+///
+/// ```
+/// use std::time::Duration;
+/// use buvar_axum::serving::ServeOptions;
+///
+/// let options = ServeOptions::default()
+///     .graceful_timeout(Duration::from_secs(10))
+///     .keep_alive_grace(Duration::ZERO);
+/// # let _ = options;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServeOptions {
-    /// How long a drain waits for open connections before dropping them (default 30 s).
-    pub graceful_timeout: Duration,
-    /// How long a client may take to send a request head before its connection is closed
-    /// (default 10 s).
-    pub header_read_timeout: Duration,
-    /// How many connections may be open at once (default 10 000); at the limit the accept
-    /// loop pauses, so further clients wait in the socket's backlog instead of costing memory.
-    pub max_connections: usize,
-    /// After how many responses [`Serving::max_requests_reached`] fires (default: never).
-    pub max_requests: Option<u64>,
-    /// Up to this many responses are added to `max_requests`, chosen at random per
-    /// [`Serving`], so that workers started together do not all retire together (default 0).
-    pub max_requests_jitter: u64,
+    pub(crate) graceful_timeout: Duration,
+    pub(crate) keep_alive_grace: Duration,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) max_requests: Option<u64>,
+    pub(crate) max_requests_jitter: u64,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         Self {
             graceful_timeout: Duration::from_secs(30),
+            keep_alive_grace: Duration::from_secs(1),
             header_read_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             max_requests: None,
@@ -67,26 +67,40 @@ impl Default for ServeOptions {
 }
 
 impl ServeOptions {
-    /// Sets the graceful timeout.
+    /// How long a drain waits for open connections before dropping them (default 30 s).
     pub fn graceful_timeout(mut self, timeout: Duration) -> Self {
         self.graceful_timeout = timeout;
         self
     }
 
-    /// Sets the header read timeout.
+    /// How long a drain lets keep-alive clients send one more request (answered with
+    /// `Connection: close`) before it closes idle connections (default 1 s, at most the
+    /// graceful timeout): closing an idle connection races with a client that just sent a
+    /// request on it, and that client would see a failure. Zero closes them at once, for
+    /// tests whose clients send nothing more.
+    pub fn keep_alive_grace(mut self, grace: Duration) -> Self {
+        self.keep_alive_grace = grace;
+        self
+    }
+
+    /// How long a client may take to send a request head before its connection is closed
+    /// (default 10 s).
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.header_read_timeout = timeout;
         self
     }
 
-    /// Sets the most connections open at once (0 counts as 1).
+    /// How many connections may be open at once (default 10 000; 0 counts as 1); at the limit
+    /// the accept loop pauses, so further clients wait in the socket's backlog instead of
+    /// costing memory.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = max;
         self
     }
 
-    /// Sets after how many responses, plus up to `jitter` more, the serving asks to be
-    /// replaced; `None` never asks.
+    /// After how many responses, plus up to `jitter` more chosen at random per [`Serving`] (so
+    /// that workers started together do not all retire together), the serving asks to be
+    /// replaced through [`Serving::max_requests_reached`]; `None` (the default) never asks.
     pub fn max_requests(mut self, max: Option<u64>, jitter: u64) -> Self {
         self.max_requests = max;
         self.max_requests_jitter = jitter;
@@ -142,6 +156,7 @@ pub struct Serving {
     accepting: JoinSet<()>,
     connections: TaskTracker,
     graceful_timeout: Duration,
+    keep_alive_grace: Duration,
 }
 
 impl Serving {
@@ -213,6 +228,7 @@ impl Serving {
             accepting,
             connections,
             graceful_timeout: options.graceful_timeout,
+            keep_alive_grace: options.keep_alive_grace,
         })
     }
 
@@ -236,7 +252,7 @@ impl Serving {
         self.stop.cancel();
         while self.accepting.join_next().await.is_some() {}
         self.connections.close();
-        let grace = Instant::now() + KEEP_ALIVE_GRACE.min(self.graceful_timeout);
+        let grace = Instant::now() + self.keep_alive_grace.min(self.graceful_timeout);
         let _ = timeout_at(grace, self.connections.wait()).await;
         self.close_idle.cancel();
         if timeout_at(deadline, self.connections.wait()).await.is_ok() {

@@ -13,16 +13,43 @@ use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::{Listener, SocketError, SocketUri, activation};
 
-/// How sockets are bound.
+/// How sockets are bound: the defaults, changed with the setters (the type may gain options,
+/// so it is built only this way).
+///
+/// ```
+/// use buvar_axum::sockets::BindOptions;
+///
+/// let options = BindOptions::default().backlog(4096).unix_mode(Some(0o660));
+/// # let _ = options;
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BindOptions {
-    /// The length of the accept queue handed to `listen(2)`.
-    pub backlog: i32,
-    /// The file mode of unix socket files (for example `0o660`); the umask applies when `None`.
-    pub unix_mode: Option<u32>,
+    pub(crate) backlog: i32,
+    pub(crate) unix_mode: Option<u32>,
+    pub(crate) reuse_port: bool,
+}
+
+impl BindOptions {
+    /// The length of the accept queue handed to `listen(2)` (default 1024).
+    pub fn backlog(mut self, backlog: i32) -> Self {
+        self.backlog = backlog;
+        self
+    }
+
+    /// The file mode of unix socket files (for example `0o660`); the umask applies when `None`
+    /// (the default).
+    pub fn unix_mode(mut self, mode: Option<u32>) -> Self {
+        self.unix_mode = mode;
+        self
+    }
+
     /// Sets `SO_REUSEPORT` on TCP sockets. Off by default: one shared socket whose queue
     /// outlives any single worker loses fewer connections when a worker dies.
-    pub reuse_port: bool,
+    pub fn reuse_port(mut self, reuse: bool) -> Self {
+        self.reuse_port = reuse;
+        self
+    }
 }
 
 impl Default for BindOptions {
@@ -294,10 +321,7 @@ mod tests {
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
         assert!(path.exists(), "a stale socket file is left behind");
         let uri = SocketUri::Unix(path.clone());
-        let opts = BindOptions {
-            unix_mode: Some(0o600),
-            ..BindOptions::default()
-        };
+        let opts = BindOptions::default().unix_mode(Some(0o600));
         let sockets = bind(std::slice::from_ref(&uri), &opts).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);

@@ -25,7 +25,10 @@ use super::SocketError;
 /// assert_eq!(uri, SocketUri::Unix("/run/svc.sock".into()));
 /// # Ok::<(), buvar_axum::sockets::SocketError>(())
 /// ```
+///
+/// More schemes may come, so a `match` outside this crate needs a wildcard arm.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SocketUri {
     /// A TCP socket address.
     Tcp(SocketAddr),

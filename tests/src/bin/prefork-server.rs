@@ -161,10 +161,7 @@ fn main() -> anyhow::Result<ExitCode> {
         .init();
     let args = parse_args()?;
     let uris = parse_uris(&args.binds)?;
-    let options = BindOptions {
-        unix_mode: args.unix_mode,
-        ..BindOptions::default()
-    };
+    let options = BindOptions::default().unix_mode(args.unix_mode);
     let sockets = bind(&uris, &options)?;
     for socket in &sockets {
         say(&format!("BOUND {}", socket.local_addr()));
