@@ -1,20 +1,29 @@
-//! The greeter plugin, one of each part a plugin can have:
+//! The greeter plugin, a sample with one of each part a plugin can have, and its tests:
 //!
 //! - a config section, `[greeter]` (`{{env_prefix}}_GREETER_GREETING=Hi` overrides it);
 //! - a component, [`Greetings`], the count of greetings this worker served;
 //! - an adapter that builds the injected service, [`Greeter`], from the section and the count;
-//! - routes: `GET /greet/{name}` and `GET /greetings`;
+//! - routes: `GET /greet/{name}` (text) and `GET /greetings` (JSON);
 //! - a background task that logs the count every `report_interval` seconds until the service
 //!   stops.
+//!
+//! **State is per worker.** Each worker process stages its own plugins, so `Greetings` counts
+//! what *this* worker served: with `forks = 2`, two requests may answer from two counters. A
+//! component lives in one worker and dies with it (a crash, recycling after `max_requests`, a
+//! SIGHUP rollout). State every request must see belongs in a database or another process;
+//! `forks = 1` keeps one process.
+//!
+//! To remove the sample: delete this file, its `pub mod greeter;` line in `plugins/mod.rs` and
+//! its line in `main.rs` (the `[greeter]` table in `config.toml` then goes too).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::Path;
 use axum::routing::get;
-use buvar_axum::{Component, Config, Inject, PrepareExt};
+use axum::{Json, Router};
+use buvar_axum::{Component, Config, Inject, PrepareExt, Service};
 use buvar_kit::{BoxError, Cancel, Context, Plugin, Prepare};
 use serde::{Deserialize, Serialize};
 
@@ -77,8 +86,20 @@ async fn greet(Inject(greeter): Inject<Greeter>, Path(name): Path<String>) -> St
     greeter.greet(&name)
 }
 
-async fn greetings(Component(greetings): Component<Greetings>) -> String {
-    greetings.count().to_string()
+/// The body of `GET /greetings`.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GreetingCount {
+    /// Greetings this worker served.
+    pub greetings: u64,
+    /// The worker's process id: with several workers, counts differ from one to the next.
+    pub pid: u32,
+}
+
+async fn greetings(Component(greetings): Component<Greetings>) -> Json<GreetingCount> {
+    Json(GreetingCount {
+        greetings: greetings.count(),
+        pid: std::process::id(),
+    })
 }
 
 /// The background task: it gets its own child of the plugin context, and ends when the stage
@@ -118,8 +139,19 @@ pub fn plugin() -> Plugin {
     Plugin::new("greeter", prepare)
 }
 
+/// Adds the plugin to `service` with the config section it reads: `main`'s one line for it.
+pub fn install(service: Service) -> Service {
+    service.section::<GreeterConfig>().load(plugin())
+}
+
 #[cfg(test)]
 mod tests {
+    use axum::body::{Body, to_bytes};
+    use axum::http::{Request, StatusCode};
+    use buvar_axum::testing::TestApp;
+    use buvar_kit::ConfigSource;
+    use tower::ServiceExt;
+
     use super::*;
 
     #[test]
@@ -131,5 +163,70 @@ mod tests {
         };
         assert_eq!(greeter.greet("ada"), "Hi, ada!");
         assert_eq!(greetings.count(), 1);
+    }
+
+    #[tokio::test]
+    async fn greets_through_the_router_without_a_socket() {
+        let (status, body) = TestApp::new()
+            .load(plugin())
+            .router(|router| async move {
+                let request = Request::get("/greet/ada").body(Body::empty()).unwrap();
+                let response = router.oneshot(request).await.unwrap();
+                let status = response.status();
+                let body = to_bytes(response.into_body(), 1024).await.unwrap();
+                (status, body)
+            })
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "Hello, ada!");
+    }
+
+    #[tokio::test]
+    async fn a_real_server_greets_with_the_configured_word_and_counts_in_json() {
+        let config = ConfigSource::new()
+            .toml("[greeter]\ngreeting = \"Hi\"")
+            .unwrap();
+        let server = TestApp::new()
+            .config(config)
+            .load(plugin())
+            .serve()
+            .await
+            .unwrap();
+
+        let client = reqwest::Client::new();
+        let greeting = client.get(server.url("/greet/ada")).send().await.unwrap();
+        assert_eq!(greeting.text().await.unwrap(), "Hi, ada!");
+        let count: GreetingCount = client
+            .get(server.url("/greetings"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            count,
+            GreetingCount {
+                greetings: 1,
+                pid: std::process::id()
+            }
+        );
+        let raw: serde_json::Value = client
+            .get(server.url("/greetings"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(raw["greetings"], 1);
+
+        let report = server.stop().await;
+        assert!(report.is_success(), "{report:?}");
+        let task = report
+            .tasks()
+            .iter()
+            .find(|task| task.name() == "greetings report");
+        assert!(task.is_some_and(|task| task.is_done()), "{report:?}");
     }
 }

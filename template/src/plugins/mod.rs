@@ -1,4 +1,7 @@
-//! The service's plugins: each adds its components, adapters, routes and tasks to the stage.
-//! Add one per concept, and load it in `main` (and in the tests that need it).
+//! The service's plugins: each adds its config section, components, adapters, routes and tasks
+//! to the stage. Add one file per concept, declare it here, and install it in `main`; README.md's
+//! "Add your own plugin" walks through one.
+//!
+//! Every worker process stages its own plugins: what a plugin keeps in memory is per worker.
 
 pub mod greeter;
