@@ -123,9 +123,10 @@ impl TestApp {
     /// Its drain closes idle keep-alive connections at once (`keep_alive_grace = 0`), so
     /// [`TestServer::stop`] does not wait on a test's HTTP client that is still alive.
     pub async fn serve(self) -> Result<TestServer, BoxError> {
-        let config = self.config.clone().toml(
-            "[http]\nhost = \"127.0.0.1\"\nport = 0\nsockets = []\nkeep_alive_grace = 0",
-        )?;
+        let config = self
+            .config
+            .clone()
+            .toml("[http]\nhost = \"127.0.0.1\"\nport = 0\nsockets = []\nkeep_alive_grace = 0")?;
         let prepared = self.stage(config).prepare().await?;
         let context = prepared.context().clone();
         let cancel = prepared.cancel();

@@ -133,7 +133,10 @@ impl GroupChild {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "the child did not exit in {within:?}");
+            assert!(
+                Instant::now() < deadline,
+                "the child did not exit in {within:?}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }

@@ -87,7 +87,7 @@ impl Service {
         while serving.len() < workers {
             let Some(line) = service.child.next_line(deadline) else {
                 let _ = nix::sys::signal::killpg(service.pid(), Signal::SIGKILL);
-                service.child.wait();
+                let _ = service.child.wait();
                 panic!(
                     "service did not serve; stdout:\n{}\nstderr:\n{}",
                     service.stdout.join("\n"),

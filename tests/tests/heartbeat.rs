@@ -1,7 +1,6 @@
 //! `[http] heartbeat_timeout` of a real `Service`: a worker whose runtime is blocked is
 //! replaced; one busy with a long async request is not.
 
-
 use std::time::{Duration, Instant};
 
 use buvar_tests::service::Service;

@@ -1,7 +1,6 @@
 //! Hostile HTTP clients against a real pre-forked `Service`: slow headers, huge bodies, slow
 //! handlers, garbage, and more connections than a worker takes. No worker may crash.
 
-
 use std::time::{Duration, Instant};
 
 use buvar_tests::service::Service;

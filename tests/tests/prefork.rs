@@ -1,6 +1,5 @@
 //! The pre-fork supervisor end to end: real processes, sockets, signals and HTTP.
 
-
 use std::{
     collections::HashSet,
     sync::{
@@ -10,9 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use buvar_tests::prefork::{Server, alive, client, eventually, is_refused, load};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use buvar_tests::prefork::{Server, alive, client, eventually, is_refused, load};
 
 const LOCAL: &str = "tcp://127.0.0.1:0";
 

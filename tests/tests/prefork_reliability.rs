@@ -2,17 +2,16 @@
 //! SIGTTIN/SIGTTOU, sd_notify readiness, dropped privileges, and running as pid 1. Real
 //! processes, sockets and signals.
 
-
 use std::{
     os::unix::net::UnixDatagram,
     sync::{Arc, atomic::AtomicBool},
     time::{Duration, Instant},
 };
 
-use buvar_tests::processes;
-use nix::sys::signal::Signal;
 use buvar_tests::http;
 use buvar_tests::prefork::{Server, alive, client, eventually, load, workers_of};
+use buvar_tests::processes;
+use nix::sys::signal::Signal;
 
 const LOCAL: &str = "tcp://127.0.0.1:0";
 

@@ -1,7 +1,6 @@
 //! `[http] user`, `group` and `unix_mode` of a real `Service`: workers run as the configured
 //! user after the supervisor bound the sockets as root.
 
-
 use std::os::unix::fs::PermissionsExt;
 
 use buvar_tests::service::{Service, run};

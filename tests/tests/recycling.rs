@@ -1,7 +1,6 @@
 //! `[http] max_requests` of a real `Service`: workers are replaced, new one first, while keep-alive
 //! clients keep sending, and no request fails.
 
-
 use std::collections::HashSet;
 
 use buvar_tests::service::Service;

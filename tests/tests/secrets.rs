@@ -1,7 +1,6 @@
 //! Secrets in a real service's config never show: not in start-up logs, not in
 //! `--print-config`, not in the error for a bad config.
 
-
 use buvar_tests::service::{Service, run};
 
 const TOKEN: &str = "tok-SEKRIT-file";

@@ -1,9 +1,6 @@
 //! Socket URIs end to end: a unix socket served by forked workers, and start-up errors.
 
-
 use std::{
-    io::{Read, Write},
-    net::TcpStream,
     os::{
         fd::AsRawFd,
         unix::{fs::PermissionsExt, net::UnixStream, process::CommandExt},
@@ -15,7 +12,6 @@ use std::{
 use buvar_tests::http::{connect_tcp, get};
 use buvar_tests::prefork::Server;
 use nix::sys::signal::Signal;
-
 
 #[test]
 fn workers_serve_over_a_unix_socket_that_is_removed_at_exit() {

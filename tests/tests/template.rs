@@ -2,7 +2,7 @@
 //! buvar dependencies pointed at this workspace, its own checks and tests run, then started as a
 //! real process that answers `/healthz`.
 //!
-//! cargo-generate renders as a library (a dev-dependency of this crate), so `cargo test
+//! cargo-generate renders as a library (through `buvar_tests::template`), so `cargo test
 //! --workspace` tests the template on any machine, with no tool installed beforehand.
 
 use std::io::Write;
@@ -38,8 +38,13 @@ fn run(command: &mut Command) {
 
 /// Renders this workspace's `template/` into `destination/NAME`.
 fn render_from_path(destination: &Path) -> PathBuf {
-    render(&TemplateSource::Path(template_dir()), NAME, destination, &[])
-        .unwrap_or_else(|err| panic!("cannot render the template: {err:?}"))
+    render(
+        &TemplateSource::Path(template_dir()),
+        NAME,
+        destination,
+        &[],
+    )
+    .unwrap_or_else(|err| panic!("cannot render the template: {err:?}"))
 }
 
 /// Every file under `dir`, as paths relative to it.
@@ -229,7 +234,13 @@ fn the_manifests_size_workers_from_the_cpu_request_and_wait_out_delay_and_drain(
     };
     assert_eq!(deployment["kind"], "Deployment");
     let strategy = &deployment["spec"]["strategy"]["rollingUpdate"];
-    assert_eq!((strategy["maxUnavailable"].as_u64(), strategy["maxSurge"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(
+        (
+            strategy["maxUnavailable"].as_u64(),
+            strategy["maxSurge"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
     let pod = &deployment["spec"]["template"]["spec"];
     let container = &pod["containers"][0];
     let env = container["env"].as_array().unwrap();
@@ -259,24 +270,31 @@ fn the_manifests_size_workers_from_the_cpu_request_and_wait_out_delay_and_drain(
         grace >= delay + graceful + 1.0,
         "grace period {grace} s < shutdown delay {delay} s + graceful timeout {graceful} s + 1 s"
     );
-    assert_eq!(table_row(&readme, "shutdown delay")[2], format!("{delay} s"));
-    assert_eq!(table_row(&readme, "graceful timeout")[2], format!("{graceful} s"));
+    assert_eq!(
+        table_row(&readme, "shutdown delay")[2],
+        format!("{delay} s")
+    );
+    assert_eq!(
+        table_row(&readme, "graceful timeout")[2],
+        format!("{graceful} s")
+    );
     assert_eq!(table_row(&readme, "grace period")[2], format!("{grace} s"));
 
     // Memory follows the documented budget, in the base and in every overlay that resizes it.
     let per_worker = mebibytes(&table_row(&readme, "memory per worker")[2]);
     let memory_row = table_row(&readme, "memory limit");
     let supervisor = leading_number(&memory_row[1]);
-    let columns = [
-        ("base", 2, container["resources"].clone()),
-        (
-            "production",
-            3,
-            yaml_documents(&service.join("k8s/overlays/production/resources.yaml"))[0]["spec"]
-                ["template"]["spec"]["containers"][0]["resources"]
-                .clone(),
-        ),
-    ];
+    let columns =
+        [
+            ("base", 2, container["resources"].clone()),
+            (
+                "production",
+                3,
+                yaml_documents(&service.join("k8s/overlays/production/resources.yaml"))[0]["spec"]
+                    ["template"]["spec"]["containers"][0]["resources"]
+                    .clone(),
+            ),
+        ];
     for (name, column, resources) in columns {
         let cpu = millicores(resources["requests"]["cpu"].as_str().unwrap());
         let workers = cpu.div_ceil(1000);
