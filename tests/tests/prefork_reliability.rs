@@ -431,15 +431,10 @@ fn as_pid_1_the_supervisor_reaps_orphans() {
         return;
     }
     let mut command = std::process::Command::new("unshare");
-    command.args([
-        "--pid",
-        "--fork",
-        Server::binary(),
-        "--bind",
-        LOCAL,
-        "--workers",
-        "2",
-    ]);
+    command
+        .args(["--pid", "--fork"])
+        .arg(Server::binary())
+        .args(["--bind", LOCAL, "--workers", "2"]);
     let mut server = Server::spawn(command).expect("server starts");
     server.wait_ready(2);
     let init = workers_of(server.pid())[0];
