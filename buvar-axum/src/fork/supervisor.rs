@@ -139,6 +139,9 @@ impl Supervisor {
             self.run_timers(work)?;
             self.advance_rollout(work)?;
             self.report_status();
+            // Log lines a stalled reader of stdout did not take wait in a backlog; the loop
+            // writes them as the reader catches up (never blocking on it).
+            buvar_kit::log::flush();
             if self.stopping && self.children.is_empty() {
                 return self.finish();
             }
@@ -146,6 +149,7 @@ impl Supervisor {
     }
 
     fn finish(self) -> Result<ExitCode, ForkError> {
+        buvar_kit::log::flush();
         if let Some((index, status)) = self.never_ready {
             return Err(ForkError::NeverReady { index, status });
         }
@@ -665,6 +669,7 @@ where
 /// Ends a forked worker without ever returning into the supervisor's code.
 fn exit_worker(code: i32) -> ! {
     use std::io::Write;
+    buvar_kit::log::flush();
     // `_exit` skips Rust's buffered stdout; what the worker printed must still arrive.
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();

@@ -319,15 +319,4 @@ pub(crate) async fn load(
     total
 }
 
-pub(crate) fn is_refused(error: &reqwest::Error) -> bool {
-    let mut source: Option<&dyn std::error::Error> = Some(error);
-    while let Some(err) = source {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return true;
-            }
-        }
-        source = err.source();
-    }
-    false
-}
+pub(crate) use buvar_tests::fork::is_refused;
