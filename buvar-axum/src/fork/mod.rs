@@ -9,10 +9,19 @@
 //!   and kills what is left half a second after the graceful timeout (a worker ends its own
 //!   drain at the graceful timeout); it exits 0 if every worker stopped by itself, 1 if some
 //!   had to be killed;
-//! - on a second SIGINT, or SIGQUIT, kills every worker at once;
+//! - treats one stop request as one, however many routes it takes: a signal sent to the whole
+//!   process group reaches a worker directly and again from the supervisor, and a dying
+//!   supervisor sends the parent-death signal and closes the parent pipe; a worker drains once
+//!   and absorbs the duplicates (see [`ShutdownWatch::wait`]);
+//! - on a second SIGINT (a new request, after the first was handled), or SIGQUIT, kills every
+//!   worker at once;
 //! - on SIGHUP replaces the workers one slot at a time: a new worker first, the old one is
 //!   stopped only once the new one is ready; a new worker that fails ends the rollout;
-//! - on SIGTTIN adds a worker, on SIGTTOU gracefully stops the newest slot (never the last);
+//! - on SIGTTIN adds a worker, on SIGTTOU gracefully stops the newest slot (never the last).
+//!   Standard signals coalesce: the kernel keeps at most one pending SIGTTIN, so
+//!   `kill -TTIN` three times back-to-back may add a single worker. Send one, wait until it
+//!   took effect (the new worker's ready line, or the `STATUS=` count with sd_notify), then
+//!   send the next; to set an exact count reliably, change `forks` in the config and restart;
 //! - replaces a worker that asked for it ([`Worker::request_replacement`], e.g. after
 //!   `max_requests`) the same way, one slot of a rolling restart;
 //! - kills and replaces a worker whose runtime stopped ticking its heartbeat for the heartbeat

@@ -159,6 +159,8 @@ impl Worker {
                     tick.tick().await;
                     // A full pipe means the supervisor has beats to read already.
                     let _ = nix::unistd::write(&pipe, &[message::HEARTBEAT]);
+                    // Log lines a stalled stdout did not take go out as it catches up.
+                    buvar_kit::log::flush();
                 }
             });
         }
@@ -173,6 +175,8 @@ impl Worker {
             terminate: signal(SignalKind::terminate())?,
             interrupt: signal(SignalKind::interrupt())?,
             parent,
+            supervised: self.is_supervised(),
+            first: None,
         })
     }
 }
@@ -184,13 +188,41 @@ pub struct ShutdownWatch {
     terminate: Signal,
     interrupt: Signal,
     parent: Option<pipe::Receiver>,
+    supervised: bool,
+    first: Option<Shutdown>,
 }
 
 impl ShutdownWatch {
-    /// Waits for the first reason to stop.
+    /// Waits for a stop request: the first reason to stop, then only a new request.
+    ///
+    /// One stop request may arrive by several routes within microseconds: SIGTERM or SIGINT
+    /// sent to the whole process group (systemd's `KillMode=control-group`, Ctrl-C) reaches a
+    /// worker directly and again forwarded by the supervisor; a dying supervisor sends the
+    /// parent-death signal and closes the parent pipe. These are one request. A forked worker
+    /// therefore absorbs every stop signal after the first and leaves escalation to its
+    /// supervisor, which kills it on a second SIGINT or a SIGQUIT, or at the graceful deadline:
+    /// after the first request this never completes. Without a supervisor no signal comes
+    /// twice, so a later SIGTERM or SIGINT is a new request and completes it again.
     pub async fn wait(&mut self) -> Shutdown {
-        let parent_gone = async {
-            match &self.parent {
+        loop {
+            let reason = self.next_signal().await;
+            match self.first {
+                None => {
+                    self.first = Some(reason);
+                    return reason;
+                }
+                Some(_) if !self.supervised => return reason,
+                Some(first) => {
+                    tracing::debug!(?reason, ?first, "the first stop request again; ignored");
+                }
+            }
+        }
+    }
+
+    async fn next_signal(&mut self) -> Shutdown {
+        let parent = self.parent.as_ref();
+        let parent_gone = async move {
+            match parent {
                 // The supervisor holds the only write end: readable means end of file.
                 Some(parent) => match parent.readable().await {
                     Ok(_) => Shutdown::ParentGone,
@@ -199,11 +231,16 @@ impl ShutdownWatch {
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let reason = tokio::select! {
             _ = self.terminate.recv() => Shutdown::Terminate,
             _ = self.interrupt.recv() => Shutdown::Interrupt,
             reason = parent_gone => reason,
+        };
+        if reason == Shutdown::ParentGone {
+            // End of file stays readable: once seen, it is no news.
+            self.parent = None;
         }
+        reason
     }
 }
 

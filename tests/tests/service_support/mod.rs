@@ -131,6 +131,34 @@ impl Service {
         nix::sys::signal::kill(self.pid(), signal).expect("signal the service");
     }
 
+    /// Waits until `count` stdout lines in all contain `text` (reading on as needed).
+    pub(crate) fn wait_lines(&mut self, text: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self
+            .stdout
+            .iter()
+            .filter(|line| line.contains(text))
+            .count()
+            < count
+        {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("timed out waiting for {count} lines with {text:?}"));
+            self.stdout.push(line);
+        }
+    }
+
+    /// Waits for the supervisor to exit (without signalling it) and collects what it wrote.
+    pub(crate) fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let status = self.child.wait().expect("wait for the service");
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.stdout.push(line);
+        }
+        status
+    }
+
     /// Stops the service (SIGTERM), waits for it, and returns everything it wrote.
     pub(crate) fn stop(mut self) -> (std::process::ExitStatus, String, String) {
         self.signal(Signal::SIGTERM);
