@@ -17,6 +17,7 @@ use crate::sockets::{BindOptions, SocketError, SocketUri, parse_uris};
 /// forks = 0                 # 0 = one worker per CPU, 1 = no fork
 /// threads = 1               # tokio worker threads per worker; 1 = current-thread runtime
 /// graceful_timeout = 30     # seconds a stopping worker may drain
+/// shutdown_delay = 0        # seconds of serving on after SIGTERM, /readyz 503 (0 to 3600)
 /// request_timeout = 30      # seconds a handler may wait; then 408
 /// header_read_timeout = 10  # seconds a client may take to send its headers
 /// body_limit = 2097152      # bytes; a larger body gets 413
@@ -46,6 +47,12 @@ pub struct HttpConfig {
     pub threads: usize,
     /// Seconds a stopping worker may take to finish in-flight requests.
     pub graceful_timeout: f64,
+    /// Seconds between SIGTERM and the drain, from 0 to 3600: `/readyz` answers 503 at once
+    /// while the workers keep accepting and serving, so load balancers (Kubernetes endpoints)
+    /// stop routing here first; a second SIGTERM or SIGINT skips the rest. The drain's
+    /// `graceful_timeout` starts after it: a grace period must cover both.
+    #[serde(deserialize_with = "shutdown_delay")]
+    pub shutdown_delay: f64,
     /// Seconds a handler may take, counted from its first wait, before the request is answered
     /// with 408 (a handler that answers without waiting is never cut off).
     pub request_timeout: f64,
@@ -84,6 +91,7 @@ impl Default for HttpConfig {
             forks: 0,
             threads: 1,
             graceful_timeout: 30.0,
+            shutdown_delay: 0.0,
             request_timeout: 30.0,
             header_read_timeout: 10.0,
             body_limit: 2 * 1024 * 1024,
@@ -145,6 +153,11 @@ impl HttpConfig {
         seconds(self.graceful_timeout)
     }
 
+    /// `shutdown_delay` as a duration.
+    pub fn shutdown_delay(&self) -> Duration {
+        seconds(self.shutdown_delay)
+    }
+
     /// `request_timeout` as a duration.
     pub fn request_timeout(&self) -> Duration {
         seconds(self.request_timeout)
@@ -153,6 +166,18 @@ impl HttpConfig {
     /// `header_read_timeout` as a duration.
     pub fn header_read_timeout(&self) -> Duration {
         seconds(self.header_read_timeout)
+    }
+}
+
+/// `shutdown_delay` within its range: beyond an hour is a typo (milliseconds for seconds).
+fn shutdown_delay<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    let value = f64::deserialize(deserializer)?;
+    if (0.0..=3600.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(serde::de::Error::custom(format_args!(
+            "`http.shutdown_delay` must be between 0 and 3600 seconds, found {value}"
+        )))
     }
 }
 
@@ -239,6 +264,27 @@ mod tests {
             HttpConfig::default().heartbeat_timeout(),
             Some(Duration::from_secs(30))
         );
+    }
+
+    #[test]
+    fn a_shutdown_delay_out_of_range_is_an_error_naming_the_key_and_value() {
+        let http = ConfigSource::new()
+            .toml("[http]\nshutdown_delay = 2.5")
+            .unwrap()
+            .load::<HttpConfig>()
+            .unwrap();
+        assert_eq!(http.shutdown_delay(), Duration::from_millis(2500));
+        assert_eq!(HttpConfig::default().shutdown_delay(), Duration::ZERO);
+        for bad in ["-1", "3601", "inf", "nan"] {
+            let err = ConfigSource::new()
+                .toml(&format!("[http]\nshutdown_delay = {bad}"))
+                .unwrap()
+                .load::<HttpConfig>()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("shutdown_delay"), "{err}");
+            assert!(err.contains("between 0 and 3600"), "{err}");
+        }
     }
 
     #[test]

@@ -13,8 +13,11 @@
 //!   process group reaches a worker directly and again from the supervisor, and a dying
 //!   supervisor sends the parent-death signal and closes the parent pipe; a worker drains once
 //!   and absorbs the duplicates (see [`ShutdownWatch::wait`]);
-//! - on a second SIGINT (a new request, after the first was handled), or SIGQUIT, kills every
-//!   worker at once;
+//! - with a shutdown delay ([`Prefork::shutdown_delay`]), lets the workers serve on after
+//!   SIGTERM (they fail readiness) and kills only after delay plus graceful timeout; a second
+//!   SIGTERM or SIGINT meanwhile tells them to skip the rest of the delay;
+//! - on a second SIGINT (a new request, after the first was handled and any delay is over), or
+//!   SIGQUIT, kills every worker at once;
 //! - on SIGHUP replaces the workers one slot at a time: a new worker first, the old one is
 //!   stopped only once the new one is ready; a new worker that fails ends the rollout;
 //! - on SIGTTIN adds a worker, on SIGTTOU gracefully stops the newest slot (never the last).
@@ -56,6 +59,7 @@
 mod backoff;
 mod error;
 mod notify;
+mod policy;
 mod privileges;
 mod serve;
 mod signals;
@@ -82,6 +86,7 @@ pub struct Prefork {
 #[derive(Debug, Clone, Copy)]
 struct Settings {
     graceful_timeout: Duration,
+    shutdown_delay: Duration,
     ready_timeout: Duration,
     heartbeat_timeout: Option<Duration>,
     credentials: Option<Credentials>,
@@ -96,6 +101,7 @@ impl Prefork {
             workers: 0,
             settings: Settings {
                 graceful_timeout: Duration::from_secs(30),
+                shutdown_delay: Duration::ZERO,
                 ready_timeout: Duration::from_secs(30),
                 heartbeat_timeout: Some(Duration::from_secs(30)),
                 credentials: None,
@@ -113,6 +119,15 @@ impl Prefork {
     /// How long a stopping worker may drain before it is killed.
     pub fn graceful_timeout(mut self, timeout: Duration) -> Self {
         self.settings.graceful_timeout = timeout;
+        self
+    }
+
+    /// How long workers keep serving after SIGTERM before they drain (0, the default: none);
+    /// readiness fails meanwhile, and a second SIGTERM or SIGINT skips the rest. The kill
+    /// deadline is this plus the graceful timeout. Workers apply it through
+    /// [`ShutdownWatch::cancel_stage`].
+    pub fn shutdown_delay(mut self, delay: Duration) -> Self {
+        self.settings.shutdown_delay = delay;
         self
     }
 
