@@ -202,6 +202,7 @@ impl Service {
         Prefork::new(sockets)
             .workers(http.forks)
             .graceful_timeout(http.graceful_timeout())
+            .shutdown_delay(http.shutdown_delay())
             .heartbeat_timeout(http.heartbeat_timeout())
             .credentials(credentials)
             .run(|worker| plugins.run_worker(worker, &source, &http))
@@ -284,7 +285,7 @@ impl Service {
             }
         };
         runtime.block_on(async move {
-            let mut shutdown = match worker.watch_shutdown() {
+            let shutdown = match worker.watch_shutdown() {
                 Ok(shutdown) => shutdown,
                 Err(err) => {
                     tracing::error!(error = %err, "cannot install the worker's signal handlers");
@@ -302,15 +303,7 @@ impl Service {
                     return 1;
                 }
             };
-            let cancel = prepared.cancel();
-            tokio::spawn(async move {
-                let reason = shutdown.wait().await;
-                tracing::info!(?reason, "worker stopping");
-                cancel.cancel();
-                let again = shutdown.wait().await;
-                tracing::warn!(?again, "second stop request; stopping at once");
-                cancel.cancel_now();
-            });
+            tokio::spawn(shutdown.cancel_stage(prepared.cancel(), http.shutdown_delay()));
             let report = prepared.run().await;
             for task in report.tasks() {
                 if let Some(err) = task.error() {

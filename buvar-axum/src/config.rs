@@ -18,6 +18,7 @@ use crate::sockets::{BindOptions, SocketError, SocketUri, parse_uris};
 /// threads = 1               # tokio worker threads per worker; 1 = current-thread runtime
 /// graceful_timeout = 30     # seconds a stopping worker may drain
 /// keep_alive_grace = 1      # seconds a drain leaves idle keep-alive clients; 0 = close at once
+/// shutdown_delay = 0        # seconds of serving on after SIGTERM, /readyz 503 (0 to 3600)
 /// request_timeout = 30      # seconds a handler may wait; then 408
 /// header_read_timeout = 10  # seconds a client may take to send its headers
 /// body_limit = 2097152      # bytes; a larger body gets 413
@@ -50,6 +51,12 @@ pub struct HttpConfig {
     /// Seconds a drain lets idle keep-alive clients send one more request before closing their
     /// connections (at most `graceful_timeout`); 0 closes them at once.
     pub keep_alive_grace: f64,
+    /// Seconds between SIGTERM and the drain, from 0 to 3600: `/readyz` answers 503 at once
+    /// while the workers keep accepting and serving, so load balancers (Kubernetes endpoints)
+    /// stop routing here first; a second SIGTERM or SIGINT skips the rest. The drain's
+    /// `graceful_timeout` starts after it: a grace period must cover both.
+    #[serde(deserialize_with = "shutdown_delay")]
+    pub shutdown_delay: f64,
     /// Seconds a handler may take, counted from its first wait, before the request is answered
     /// with 408 (a handler that answers without waiting is never cut off).
     pub request_timeout: f64,
@@ -89,6 +96,7 @@ impl Default for HttpConfig {
             threads: 1,
             graceful_timeout: 30.0,
             keep_alive_grace: 1.0,
+            shutdown_delay: 0.0,
             request_timeout: 30.0,
             header_read_timeout: 10.0,
             body_limit: 2 * 1024 * 1024,
@@ -149,6 +157,11 @@ impl HttpConfig {
         seconds(self.graceful_timeout)
     }
 
+    /// `shutdown_delay` as a duration.
+    pub fn shutdown_delay(&self) -> Duration {
+        seconds(self.shutdown_delay)
+    }
+
     /// `request_timeout` as a duration.
     pub fn request_timeout(&self) -> Duration {
         seconds(self.request_timeout)
@@ -157,6 +170,18 @@ impl HttpConfig {
     /// `header_read_timeout` as a duration.
     pub fn header_read_timeout(&self) -> Duration {
         seconds(self.header_read_timeout)
+    }
+}
+
+/// `shutdown_delay` within its range: beyond an hour is a typo (milliseconds for seconds).
+fn shutdown_delay<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    let value = f64::deserialize(deserializer)?;
+    if (0.0..=3600.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(serde::de::Error::custom(format_args!(
+            "`http.shutdown_delay` must be between 0 and 3600 seconds, found {value}"
+        )))
     }
 }
 
@@ -243,6 +268,27 @@ mod tests {
             HttpConfig::default().heartbeat_timeout(),
             Some(Duration::from_secs(30))
         );
+    }
+
+    #[test]
+    fn a_shutdown_delay_out_of_range_is_an_error_naming_the_key_and_value() {
+        let http = ConfigSource::new()
+            .toml("[http]\nshutdown_delay = 2.5")
+            .unwrap()
+            .load::<HttpConfig>()
+            .unwrap();
+        assert_eq!(http.shutdown_delay(), Duration::from_millis(2500));
+        assert_eq!(HttpConfig::default().shutdown_delay(), Duration::ZERO);
+        for bad in ["-1", "3601", "inf", "nan"] {
+            let err = ConfigSource::new()
+                .toml(&format!("[http]\nshutdown_delay = {bad}"))
+                .unwrap()
+                .load::<HttpConfig>()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("shutdown_delay"), "{err}");
+            assert!(err.contains("between 0 and 3600"), "{err}");
+        }
     }
 
     #[test]

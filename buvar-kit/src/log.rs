@@ -2,8 +2,9 @@
 //!
 //! Human-readable lines on a terminal, JSON lines otherwise (for log shippers); `RUST_LOG`
 //! overrides the configured level when set. Every event carries the process id, and the
-//! worker number once [`set_worker`] was called in a forked worker. Set-up starts no thread
-//! (writes are synchronous), so it is safe before fork.
+//! worker number once [`set_worker`] was called in a forked worker. Set-up starts no thread,
+//! so it is safe before fork, and [`init`]'s writes never block: lines a stalled reader of
+//! stdout does not take wait in a bounded backlog or are dropped and counted (see [`flush`]).
 //!
 //! ```
 //! use buvar_kit::log::{LogConfig, LogFormat, subscriber};
@@ -44,6 +45,10 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+
+mod output;
+
+pub use output::flush;
 
 /// The `[log]` section.
 ///
@@ -140,8 +145,11 @@ pub fn worker() -> Option<usize> {
 
 /// Sets up logging to stdout for the whole process and logs panics; call it once, early in
 /// `main` (before forking is fine: no thread is started).
+///
+/// Writing never blocks: when the reader of stdout stalls, lines wait in a bounded backlog,
+/// then are dropped and counted; [`flush`] writes the backlog and reports the count.
 pub fn init(config: &LogConfig) -> Result<(), LogError> {
-    let dispatch = build(config, std::io::stdout, std::io::stdout().is_terminal())?;
+    let dispatch = build(config, output::Stdout, std::io::stdout().is_terminal())?;
     tracing::dispatcher::set_global_default(dispatch).map_err(|_| LogError::AlreadySet)?;
     install_panic_hook();
     Ok(())

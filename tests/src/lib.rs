@@ -12,6 +12,8 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::ChildStdout;
 use std::sync::mpsc::{Receiver, channel};
 
+pub mod fork;
+
 /// The value of `field` (e.g. `"Uid:"`) in `/proc/<pid>/status`, with its whitespace collapsed
 /// to single spaces; empty when the field is absent.
 ///

@@ -308,16 +308,4 @@ pub async fn load(
     total
 }
 
-/// Whether the request failed because the connection was refused.
-pub fn is_refused(error: &reqwest::Error) -> bool {
-    let mut source: Option<&dyn std::error::Error> = Some(error);
-    while let Some(err) = source {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return true;
-            }
-        }
-        source = err.source();
-    }
-    false
-}
+pub use crate::fork::is_refused;

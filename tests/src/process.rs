@@ -106,11 +106,7 @@ impl GroupChild {
 
     /// Live (non-zombie) processes in the child's process group.
     pub fn group_members(&self) -> Vec<i32> {
-        processes()
-            .into_iter()
-            .filter(|p| p.pgrp == self.pid().as_raw() && p.state != 'Z')
-            .map(|p| p.pid)
-            .collect()
+        crate::fork::group_members(self.pid().as_raw().unsigned_abs())
     }
 
     /// Waits for the child to exit.

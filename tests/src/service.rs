@@ -122,6 +122,36 @@ impl Service {
         self.child.signal(signal);
     }
 
+    /// Waits until `count` stdout lines in all contain `text` (reading on as needed).
+    ///
+    /// # Panics
+    ///
+    /// When fewer arrive within 20 s.
+    pub fn wait_lines(&mut self, text: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self
+            .stdout
+            .iter()
+            .filter(|line| line.contains(text))
+            .count()
+            < count
+        {
+            let line = self
+                .child
+                .next_line(deadline)
+                .unwrap_or_else(|| panic!("timed out waiting for {count} lines with {text:?}"));
+            self.stdout.push(line);
+        }
+    }
+
+    /// Waits for the supervisor to exit (without signalling it) and collects what it wrote.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let status = self.child.wait();
+        let rest = self.child.remaining_lines();
+        self.stdout.extend(rest);
+        status
+    }
+
     /// Stops the service (SIGTERM), waits for it, and returns its exit status, everything it
     /// wrote to stdout, and its stderr.
     pub fn stop(mut self) -> (ExitStatus, String, String) {

@@ -9,10 +9,22 @@
 //!   and kills what is left half a second after the graceful timeout (a worker ends its own
 //!   drain at the graceful timeout); it exits 0 if every worker stopped by itself, 1 if some
 //!   had to be killed;
-//! - on a second SIGINT, or SIGQUIT, kills every worker at once;
+//! - treats one stop request as one, however many routes it takes: a signal sent to the whole
+//!   process group reaches a worker directly and again from the supervisor, and a dying
+//!   supervisor sends the parent-death signal and closes the parent pipe; a worker drains once
+//!   and absorbs the duplicates (see [`ShutdownWatch::wait`]);
+//! - with a shutdown delay ([`Prefork::shutdown_delay`]), lets the workers serve on after
+//!   SIGTERM (they fail readiness) and kills only after delay plus graceful timeout; a second
+//!   SIGTERM or SIGINT meanwhile tells them to skip the rest of the delay;
+//! - on a second SIGINT (a new request, after the first was handled and any delay is over), or
+//!   SIGQUIT, kills every worker at once;
 //! - on SIGHUP replaces the workers one slot at a time: a new worker first, the old one is
 //!   stopped only once the new one is ready; a new worker that fails ends the rollout;
-//! - on SIGTTIN adds a worker, on SIGTTOU gracefully stops the newest slot (never the last);
+//! - on SIGTTIN adds a worker, on SIGTTOU gracefully stops the newest slot (never the last).
+//!   Standard signals coalesce: the kernel keeps at most one pending SIGTTIN, so
+//!   `kill -TTIN` three times back-to-back may add a single worker. Send one, wait until it
+//!   took effect (the new worker's ready line, or the `STATUS=` count with sd_notify), then
+//!   send the next; to set an exact count reliably, change `forks` in the config and restart;
 //! - replaces a worker that asked for it ([`Worker::request_replacement`], e.g. after
 //!   `max_requests`) the same way, one slot of a rolling restart;
 //! - kills and replaces a worker whose runtime stopped ticking its heartbeat for the heartbeat
@@ -47,6 +59,7 @@
 mod backoff;
 mod error;
 mod notify;
+mod policy;
 mod privileges;
 mod serve;
 mod signals;
@@ -73,6 +86,7 @@ pub struct Prefork {
 #[derive(Debug, Clone, Copy)]
 struct Settings {
     graceful_timeout: Duration,
+    shutdown_delay: Duration,
     ready_timeout: Duration,
     heartbeat_timeout: Option<Duration>,
     credentials: Option<Credentials>,
@@ -87,6 +101,7 @@ impl Prefork {
             workers: 0,
             settings: Settings {
                 graceful_timeout: Duration::from_secs(30),
+                shutdown_delay: Duration::ZERO,
                 ready_timeout: Duration::from_secs(30),
                 heartbeat_timeout: Some(Duration::from_secs(30)),
                 credentials: None,
@@ -104,6 +119,15 @@ impl Prefork {
     /// How long a stopping worker may drain before it is killed.
     pub fn graceful_timeout(mut self, timeout: Duration) -> Self {
         self.settings.graceful_timeout = timeout;
+        self
+    }
+
+    /// How long workers keep serving after SIGTERM before they drain (0, the default: none);
+    /// readiness fails meanwhile, and a second SIGTERM or SIGINT skips the rest. The kill
+    /// deadline is this plus the graceful timeout. Workers apply it through
+    /// [`ShutdownWatch::cancel_stage`].
+    pub fn shutdown_delay(mut self, delay: Duration) -> Self {
+        self.settings.shutdown_delay = delay;
         self
     }
 

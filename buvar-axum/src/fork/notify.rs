@@ -1,5 +1,10 @@
 //! Telling a service manager (systemd's `Type=notify`) how the supervisor is doing: the
 //! `sd_notify` protocol, one datagram per state change to the socket named by `NOTIFY_SOCKET`.
+//!
+//! Not the `sd-notify` crate: its `notify` sends on a fresh, blocking socket on every call, so a
+//! service manager whose receive queue is full would stall the supervisor's loop, which must
+//! never block; here one socket is made non-blocking once and a message that does not fit is
+//! dropped with a warning.
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};

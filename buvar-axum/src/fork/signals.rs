@@ -23,6 +23,12 @@ pub(super) const HANDLED: [Signal; 10] = [
     Signal::SIGCHLD,
 ];
 
+/// The signal by which the supervisor tells its workers to skip the rest of the shutdown
+/// delay: a real-time one, since every standard signal already means something to a worker.
+pub(super) fn skip_delay() -> i32 {
+    libc::SIGRTMIN()
+}
+
 fn handled_set() -> SigSet {
     let mut set = SigSet::empty();
     for signal in HANDLED {

@@ -12,6 +12,8 @@ use tokio::{
     signal::unix::{Signal, SignalKind, signal},
 };
 
+use buvar_kit::Cancel;
+
 use crate::sockets::BoundSocket;
 
 /// What a worker writes on its status pipe to the supervisor, one byte per message.
@@ -53,6 +55,9 @@ pub enum Shutdown {
     Interrupt,
     /// The supervisor is gone; nothing would replace or stop this worker any more.
     ParentGone,
+    /// The supervisor passed on a new stop request from the operator (a second SIGTERM or
+    /// SIGINT while the shutdown delay runs): skip the rest of the delay.
+    Now,
 }
 
 impl Worker {
@@ -159,6 +164,8 @@ impl Worker {
                     tick.tick().await;
                     // A full pipe means the supervisor has beats to read already.
                     let _ = nix::unistd::write(&pipe, &[message::HEARTBEAT]);
+                    // Log lines a stalled stdout did not take go out as it catches up.
+                    buvar_kit::log::flush();
                 }
             });
         }
@@ -169,10 +176,17 @@ impl Worker {
             Some(fd) => Some(pipe::Receiver::from_owned_fd(fd.try_clone()?)?),
             None => None,
         };
+        let now = match self.is_supervised() {
+            true => Some(signal(SignalKind::from_raw(super::signals::skip_delay()))?),
+            false => None,
+        };
         Ok(ShutdownWatch {
             terminate: signal(SignalKind::terminate())?,
             interrupt: signal(SignalKind::interrupt())?,
             parent,
+            now,
+            supervised: self.is_supervised(),
+            first: None,
         })
     }
 }
@@ -184,13 +198,85 @@ pub struct ShutdownWatch {
     terminate: Signal,
     interrupt: Signal,
     parent: Option<pipe::Receiver>,
+    /// The supervisor's "skip the shutdown delay" signal.
+    now: Option<Signal>,
+    supervised: bool,
+    first: Option<Shutdown>,
 }
 
 impl ShutdownWatch {
-    /// Waits for the first reason to stop.
+    /// Waits for a stop request: the first reason to stop, then only a new request.
+    ///
+    /// One stop request may arrive by several routes within microseconds: SIGTERM or SIGINT
+    /// sent to the whole process group (systemd's `KillMode=control-group`, Ctrl-C) reaches a
+    /// worker directly and again forwarded by the supervisor; a dying supervisor sends the
+    /// parent-death signal and closes the parent pipe. These are one request. A forked worker
+    /// therefore absorbs every stop signal after the first and leaves escalation to its
+    /// supervisor, which kills it on a second SIGINT or a SIGQUIT, or at the graceful deadline:
+    /// after the first request only [`Shutdown::Now`] from the supervisor completes it.
+    /// Without a supervisor no signal comes twice, so a later SIGTERM or SIGINT is a new
+    /// request and completes it again.
     pub async fn wait(&mut self) -> Shutdown {
-        let parent_gone = async {
-            match &self.parent {
+        loop {
+            let reason = self.next_signal().await;
+            match self.first {
+                None => {
+                    self.first = Some(reason);
+                    return reason;
+                }
+                Some(_) if !self.supervised || reason == Shutdown::Now => return reason,
+                Some(first) => {
+                    tracing::debug!(?reason, ?first, "the first stop request again; ignored");
+                }
+            }
+        }
+    }
+
+    /// Drives a stage's [`Cancel`] from the stop requests, as [`Service`](crate::Service)
+    /// does in each worker: on the first request [`Cancel::cancel`] (the drain); on SIGTERM
+    /// with a `shutdown_delay`, first [`Cancel::announce`] (readiness fails, serving goes on)
+    /// for the delay or until a new request; during the drain, a new SIGINT (without a
+    /// supervisor; with one, the supervisor kills instead) [`Cancel::cancel_now`].
+    pub async fn cancel_stage(mut self, cancel: Cancel, shutdown_delay: Duration) {
+        let reason = self.wait().await;
+        tracing::info!(?reason, "worker stopping");
+        if reason == Shutdown::Terminate && !shutdown_delay.is_zero() {
+            cancel.announce();
+            tracing::info!(
+                delay = ?shutdown_delay,
+                "not ready any more; serving on for the shutdown delay"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(shutdown_delay) => {}
+                again = self.wait() => {
+                    tracing::info!(?again, "a new stop request; skipping the rest of the shutdown delay");
+                }
+            }
+        }
+        cancel.cancel();
+        loop {
+            let again = self.wait().await;
+            if again == Shutdown::Interrupt {
+                tracing::warn!(?again, "second stop request; stopping at once");
+                cancel.cancel_now();
+                return;
+            }
+            tracing::info!(?again, "already draining");
+        }
+    }
+
+    async fn next_signal(&mut self) -> Shutdown {
+        let parent = self.parent.as_ref();
+        let now = async {
+            match self.now.as_mut() {
+                Some(now) => {
+                    now.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let parent_gone = async move {
+            match parent {
                 // The supervisor holds the only write end: readable means end of file.
                 Some(parent) => match parent.readable().await {
                     Ok(_) => Shutdown::ParentGone,
@@ -199,11 +285,17 @@ impl ShutdownWatch {
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let reason = tokio::select! {
             _ = self.terminate.recv() => Shutdown::Terminate,
             _ = self.interrupt.recv() => Shutdown::Interrupt,
+            () = now => Shutdown::Now,
             reason = parent_gone => reason,
+        };
+        if reason == Shutdown::ParentGone {
+            // End of file stays readable: once seen, it is no news.
+            self.parent = None;
         }
+        reason
     }
 }
 

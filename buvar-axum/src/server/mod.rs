@@ -210,7 +210,7 @@ async fn readyz(
     Component(readiness): Component<Readiness>,
     Component(cancel): Component<Cancel>,
 ) -> (StatusCode, &'static str) {
-    if cancel.is_cancelled() {
+    if cancel.is_stopping() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining")
     } else if readiness.is_ready() {
         (StatusCode::OK, "ready")

@@ -16,6 +16,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 pub struct Cancel {
     token: CancellationToken,
     now: CancellationToken,
+    announced: CancellationToken,
 }
 
 impl Cancel {
@@ -26,12 +27,33 @@ impl Cancel {
 
     /// Triggers it: the stage stops its tasks (after the grace period) and tears down.
     pub fn cancel(&self) {
+        self.announced.cancel();
         self.token.cancel();
+    }
+
+    /// Says that a stop is coming without triggering it yet: readiness checks fail from now on
+    /// (`/readyz` answers 503) while everything keeps running, so load balancers stop sending
+    /// traffic before the server stops accepting (the `[http] shutdown_delay`).
+    ///
+    /// ```
+    /// use buvar_kit::Cancel;
+    /// let cancel = Cancel::new();
+    /// cancel.announce();
+    /// assert!(cancel.is_stopping() && !cancel.is_cancelled());
+    /// ```
+    pub fn announce(&self) {
+        self.announced.cancel();
+    }
+
+    /// Whether a stop was announced ([`Cancel::announce`]) or triggered.
+    pub fn is_stopping(&self) -> bool {
+        self.announced.is_cancelled()
     }
 
     /// Triggers it and skips the grace period: the stage aborts its tasks at once (a second
     /// stop signal does this).
     pub fn cancel_now(&self) {
+        self.announced.cancel();
         self.token.cancel();
         self.now.cancel();
     }
@@ -60,6 +82,7 @@ impl Cancel {
 impl fmt::Debug for Cancel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cancel")
+            .field("stopping", &self.is_stopping())
             .field("cancelled", &self.is_cancelled())
             .finish()
     }

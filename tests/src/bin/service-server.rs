@@ -1,7 +1,8 @@
 //! A service built with [`Service`], the whole `main` builder, for the end-to-end tests:
 //! every `[http]` setting comes from the config file or `SVC_*` variables.
 //!
-//! Routes: `GET /pid` answers the worker's pid, `GET /slow?ms=N` answers after N milliseconds,
+//! Routes: `GET /pid` answers the worker's pid, `GET /slow?ms=N` answers after N milliseconds
+//! (and logs `slow request started` when it starts),
 //! `GET /block?ms=N` blocks the worker's runtime for N milliseconds, `POST /echo` answers the
 //! length of the body it read.
 //!
@@ -63,6 +64,7 @@ async fn routes(cx: Prepare) -> Result<(), BoxError> {
             .route(
                 "/slow",
                 get(|Query(slow): Query<Slow>| async move {
+                    tracing::info!(ms = slow.ms, "slow request started");
                     tokio::time::sleep(Duration::from_millis(slow.ms)).await;
                     "slow done"
                 }),
