@@ -50,12 +50,13 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use arc_swap::ArcSwap;
 use tokio::sync::OnceCell;
 
-pub use adapter::{AdapterFn, Fallible, Infallible, ReturnsFuture, ReturnsValue};
+pub use adapter::{FallibleAdapter, InfallibleAdapter, ReturnsFuture, ReturnsValue};
 pub use dependency::{Component, Config, ConfigLookupError, Dependency, Name, Named};
 pub use error::ResolveError;
 pub use graph::{Graph, ValidationError};
 
 use crate::components::TypeIdBuildHasher;
+use crate::config::{ConfigSource, Section};
 use crate::{BoxError, BoxFuture, Context};
 
 /// What an adapter's product lives for.
@@ -86,6 +87,7 @@ type MakeFn =
     dyn for<'a> Fn(Resolver<'a>) -> BoxFuture<'a, Result<Stored, ResolveError>> + Send + Sync;
 
 pub(crate) struct Entry {
+    kind: EntryKind,
     pub(crate) adapter_name: &'static str,
     pub(crate) product: TypeId,
     pub(crate) product_name: &'static str,
@@ -93,6 +95,16 @@ pub(crate) struct Entry {
     lifetime: AtomicU8,
     singleton: OnceCell<Stored>,
     make: Box<MakeFn>,
+}
+
+/// What makes an entry's product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EntryKind {
+    /// A registered adapter function.
+    Adapter,
+    /// The config section of that type, loaded from the [`ConfigSource`](crate::ConfigSource):
+    /// tried after every adapter for the type.
+    Section,
 }
 
 /// A registered adapter; set how long its product lives.
@@ -129,6 +141,34 @@ impl fmt::Debug for Registration {
 }
 
 impl Entry {
+    fn new<F, P: 'static>(requirements: Vec<Requirement>, make: Box<MakeFn>) -> Self {
+        Self {
+            kind: EntryKind::Adapter,
+            adapter_name: std::any::type_name::<F>(),
+            product: TypeId::of::<P>(),
+            product_name: std::any::type_name::<P>(),
+            requirements,
+            lifetime: AtomicU8::new(Lifetime::Transient as u8),
+            singleton: OnceCell::new(),
+            make,
+        }
+    }
+
+    /// The entry that loads the config section `T` for `nject::<T>()`.
+    pub(crate) fn section<T: Section>() -> Self {
+        Self {
+            kind: EntryKind::Section,
+            ..Self::new::<Config<T>, T>(
+                Config::<T>::requirement().into_iter().collect(),
+                Box::new(|resolver: Resolver<'_>| {
+                    Box::pin(
+                        async move { resolver.section::<T>().map(|section| section as Stored) },
+                    )
+                }),
+            )
+        }
+    }
+
     fn lifetime(&self) -> Lifetime {
         match self.lifetime.load(Ordering::Relaxed) {
             1 => Lifetime::Singleton,
@@ -157,6 +197,9 @@ pub struct Requirement {
     pub context_only: bool,
     /// An extra start-up check, e.g. that a config section loads.
     pub check: Option<StartupCheck>,
+    /// The config section this dependency reads, made resolvable by type when an adapter
+    /// that reads it is registered.
+    pub(crate) section: Option<fn() -> Entry>,
 }
 
 impl Default for Adapters {
@@ -193,40 +236,81 @@ impl Adapters {
     /// the returned [`Registration`] says otherwise.
     pub fn register<F, Args, M>(&self, adapter: F) -> Registration
     where
-        F: AdapterFn<Args, (M, Fallible)>,
+        F: FallibleAdapter<Args, M>,
     {
-        self.insert::<F, Args, (M, Fallible)>(adapter)
+        self.insert(Entry::new::<F, F::Product>(
+            F::requirements(),
+            Box::new(move |resolver: Resolver<'_>| adapter.make_stored(resolver)),
+        ))
     }
 
     /// Registers an infallible adapter: a sync function returning `T` (which must be `Unpin`,
     /// as nearly every type is) or an async function whose future yields `T`.
     pub fn register_infallible<F, Args, M>(&self, adapter: F) -> Registration
     where
-        F: AdapterFn<Args, (M, Infallible)>,
+        F: InfallibleAdapter<Args, M>,
     {
-        self.insert::<F, Args, (M, Infallible)>(adapter)
+        self.insert(Entry::new::<F, F::Product>(
+            F::requirements(),
+            Box::new(move |resolver: Resolver<'_>| adapter.make_stored(resolver)),
+        ))
     }
 
-    fn insert<F, Args, M>(&self, adapter: F) -> Registration
-    where
-        F: AdapterFn<Args, M>,
-    {
-        let entry = Arc::new(Entry {
-            adapter_name: std::any::type_name::<F>(),
-            product: TypeId::of::<F::Product>(),
-            product_name: std::any::type_name::<F::Product>(),
-            requirements: F::requirements(),
-            lifetime: AtomicU8::new(Lifetime::Transient as u8),
-            singleton: OnceCell::new(),
-            make: Box::new(move |resolver: Resolver<'_>| adapter.make_stored(resolver)),
-        });
+    /// Makes the config section `T` resolvable by [`Context::nject`] (after every adapter for
+    /// `T`), as a section an adapter reads as [`Config<T>`] is already.
+    ///
+    /// ```
+    /// use buvar_kit::{ConfigSource, Context};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct TodosConfig { limit: u32 }
+    /// buvar_kit::section!(TodosConfig, "todos");
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let ctx = Context::new();
+    /// ctx.add(ConfigSource::new().toml("[todos]\nlimit = 10")?);
+    /// ctx.adapters().section::<TodosConfig>();
+    /// assert_eq!(ctx.nject::<TodosConfig>().await?.limit, 10);
+    /// # Ok::<(), buvar_kit::BoxError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn section<T: Section>(&self) {
+        self.add_section(Entry::section::<T>());
+    }
+
+    fn add_section(&self, entry: Entry) {
+        let known = self
+            .for_product(entry.product)
+            .is_some_and(|entries| entries.iter().any(|e| e.kind == EntryKind::Section));
+        if !known {
+            self.push(entry);
+        }
+    }
+
+    fn insert(&self, entry: Entry) -> Registration {
+        for section in entry.requirements.iter().filter_map(|r| r.section) {
+            self.add_section(section());
+        }
+        self.push(entry)
+    }
+
+    fn push(&self, entry: Entry) -> Registration {
+        let entry = Arc::new(entry);
         self.by_product.rcu(|current| {
             let mut map = HashMap::clone(current);
             let mut entries: Vec<Arc<Entry>> = map
                 .get(&entry.product)
                 .map(|entries| entries.to_vec())
                 .unwrap_or_default();
-            entries.push(entry.clone());
+            // A section is the last resort, whenever the adapters for its type were registered.
+            let at = match entry.kind {
+                EntryKind::Adapter => entries
+                    .iter()
+                    .position(|e| e.kind == EntryKind::Section)
+                    .unwrap_or(entries.len()),
+                EntryKind::Section => entries.len(),
+            };
+            entries.insert(at, entry.clone());
             map.insert(entry.product, entries.into());
             map
         });
@@ -402,11 +486,25 @@ impl<'a> Resolver<'a> {
         ResolveError::adapter(self.chain_names(), adapter, source)
     }
 
-    /// An error saying the config section `T` failed to load.
-    pub(crate) fn config_failed<T>(&self, source: crate::config::ConfigError) -> ResolveError {
-        let mut chain = self.chain_names();
-        chain.push(std::any::type_name::<T>());
-        ResolveError::config(chain, source)
+    /// The config section `T`, from the [`ConfigSource`](crate::ConfigSource) in the overrides
+    /// or the context; errors name the step as `Config<T>`, never as `T`, which may also be the
+    /// product that needs it.
+    pub(crate) fn section<T: Section>(&self) -> Result<Arc<T>, ResolveError> {
+        let link = Link {
+            type_id: TypeId::of::<Config<T>>(),
+            type_name: std::any::type_name::<Config<T>>(),
+            parent: self.chain,
+        };
+        let inner = Resolver {
+            scope: self.scope,
+            chain: Some(&link),
+        };
+        let source = self
+            .lookup::<ConfigSource>(None)
+            .ok_or_else(|| inner.missing::<ConfigSource>(None))?;
+        source.section::<T>().map_err(|err| {
+            ResolveError::config(inner.chain_names(), std::any::type_name::<T>(), err)
+        })
     }
 
     /// Resolves `T` (named `name`): overrides, then the context, then adapters.
@@ -425,9 +523,10 @@ impl<'a> Resolver<'a> {
         &self,
         name: Option<&str>,
     ) -> Result<Arc<T>, ResolveError> {
-        let (stored, lifetime) = self
+        let made = self
             .make(TypeId::of::<T>(), std::any::type_name::<T>(), name)
-            .await?;
+            .await;
+        let (stored, lifetime) = made.map_err(|err| self.hint_added_as_arc::<T>(err, name))?;
         let value = stored
             .downcast::<T>()
             .map_err(|_| self.missing::<T>(name))?;
@@ -437,7 +536,24 @@ impl<'a> Resolver<'a> {
         Ok(value)
     }
 
-    fn lookup<T: Send + Sync + 'static>(&self, name: Option<&str>) -> Option<Arc<T>> {
+    /// When nothing provides `T` but the context holds an `Arc<T>`, someone added it with
+    /// `add(Arc::new(..))` and meant `add_arc`: say so.
+    pub(crate) fn hint_added_as_arc<T: ?Sized + Send + Sync + 'static>(
+        &self,
+        err: ResolveError,
+        name: Option<&str>,
+    ) -> ResolveError {
+        let nothing_for_t = err.is_missing()
+            && err.chain().len() == self.chain_names().len() + 1
+            && err.type_name() == std::any::type_name::<T>();
+        if nothing_for_t && self.lookup::<Arc<T>>(name).is_some() {
+            err.added_as_arc(std::any::type_name::<Arc<T>>())
+        } else {
+            err
+        }
+    }
+
+    fn lookup<T: ?Sized + Send + Sync + 'static>(&self, name: Option<&str>) -> Option<Arc<T>> {
         let from = |ctx: &Context| match name {
             Some(name) => ctx.get_named::<T>(name).ok(),
             None => ctx.try_get::<T>(),
