@@ -1,4 +1,4 @@
-// `register_infallible` given an async function that cannot be an adapter: it is not `Send`.
+// An async adapter whose future is not `Send` (it holds an `Rc` across an await).
 use std::rc::Rc;
 
 use buvar_kit::Context;
