@@ -130,9 +130,11 @@ fn extract(c: &mut Criterion) {
     // The read a handler's helper makes, inside the context the request layer sets (entering it
     // is the layer's cost, measured by `context layer/*`).
     group.bench_function("ambient: buvar_kit::get::<T>()", |b| {
-        rt.block_on(plugins.clone().scope(async {
-            b.iter(|| black_box(buvar_kit::get::<Greeting>().is_ok()))
-        }))
+        rt.block_on(
+            plugins
+                .clone()
+                .scope(async { b.iter(|| black_box(buvar_kit::get::<Greeting>().is_ok())) }),
+        )
     });
     group.bench_function("Config<T>", |b| {
         b.iter_batched_ref(

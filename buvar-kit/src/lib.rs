@@ -44,6 +44,8 @@
 //! | [`testing`] | a stage per test, with teardown even on panic |
 //! | [`ContextLayer`], [`extract`] | per-request contexts and axum extractors (feature `axum`) |
 
+#![forbid(unsafe_code)]
+
 mod components;
 pub mod config;
 pub mod current;

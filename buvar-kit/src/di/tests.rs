@@ -2,6 +2,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
+use crate::Context;
 
 #[derive(Debug, PartialEq)]
 struct Foo {
