@@ -2,7 +2,7 @@
 //!
 //! The stage sets it for every plugin's prepare step (the plugin context), for every task (the
 //! task's own child context) and for teardown steps; [`ContextLayer`](crate::ContextLayer) sets
-//! it for the handler (the request's own child context, made when first needed); [`Jobs`] and
+//! it for the handler (the request's own child context, made when first needed); [`Jobs`](crate::Jobs) and
 //! [`spawn`] carry it into what they spawn. It lives in a tokio task-local value, as
 //! `tracing::Span::current()` does, so a plain `tokio::spawn` starts without it: a new tokio
 //! task inherits nothing from the one that spawned it.

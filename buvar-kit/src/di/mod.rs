@@ -1,7 +1,7 @@
 //! Dependency injection by adapter functions.
 //!
 //! An adapter is a plain function, sync or async, whose arguments are [`Dependency`]s and whose
-//! return value is the component it makes. [`Context::nject`] resolves a type: first the call's
+//! return value is the component it makes. [`Context::nject`](crate::Context::nject) resolves a type: first the call's
 //! overrides, then the context (named, then unnamed), then every adapter registered for the type,
 //! in order, taking the first whose own dependencies resolve.
 //!
