@@ -1,9 +1,17 @@
 //! Dependency injection by adapter functions.
 //!
 //! An adapter is a plain function, sync or async, whose arguments are [`Dependency`]s and whose
-//! return value is the component it makes. [`Context::nject`](crate::Context::nject) resolves a type: first the call's
-//! overrides, then the context (named, then unnamed), then every adapter registered for the type,
-//! in order, taking the first whose own dependencies resolve.
+//! return value is the component it makes. [`Context::nject`](crate::Context::nject) resolves a
+//! type: first the call's overrides, then the context (named, then unnamed), then every adapter
+//! registered for the type, in order, taking the first whose own dependencies resolve, and last
+//! the config section of that type (one an adapter reads as [`Config<T>`], or one declared with
+//! [`Adapters::section`]).
+//!
+//! `nject` is the one verb for "give me a `T` however it is provided"; in a task or handler,
+//! [`buvar_kit::nject`](crate::nject) does the same on the current context. The narrow verbs stay
+//! for when it matters: [`Context::get`](crate::Context::get) reads the context only (and takes
+//! trait objects), [`Config::from_context`] the config only, [`Context::resolve`](crate::Context::resolve)
+//! any [`Dependency`] shape.
 //!
 //! ```
 //! use std::sync::Arc;
