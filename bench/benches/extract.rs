@@ -5,7 +5,8 @@
 //!
 //! Two views of the same work: `extract/*` calls each extractor's `from_request_parts` on a
 //! fresh request (what the handler pays), `request/*` sends the same request through a router
-//! with `tower::ServiceExt::oneshot` (what a request pays, layers included). Both run on a
+//! with `tower::ServiceExt::oneshot` (what a request pays, layers included); `ambient` reads the
+//! same component from the current context instead of an extractor. Both run on a
 //! current-thread runtime, like a pre-forked worker.
 
 // criterion_group! generates an undocumented function.
@@ -126,6 +127,15 @@ fn extract(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // The read a handler's helper makes, inside the context the request layer sets (entering it
+    // is the layer's cost, measured by `context layer/*`).
+    group.bench_function("ambient: buvar_kit::get::<T>()", |b| {
+        rt.block_on(
+            plugins
+                .clone()
+                .scope(async { b.iter(|| black_box(buvar_kit::get::<Greeting>().is_ok())) }),
+        )
+    });
     group.bench_function("Config<T>", |b| {
         b.iter_batched_ref(
             with_context,
@@ -174,6 +184,12 @@ async fn by_component(Component(greeting): Component<Greeting>) -> &'static str 
     "ok"
 }
 
+async fn by_ambient() -> &'static str {
+    let greeting = buvar_kit::get::<Greeting>();
+    black_box(&greeting);
+    if greeting.is_ok() { "ok" } else { "missing" }
+}
+
 async fn by_config(Config(config): Config<GreeterConfig>) -> &'static str {
     black_box(&config);
     "ok"
@@ -215,7 +231,7 @@ fn request(c: &mut Criterion) {
             .layer(ContextLayer::new(plugins.clone()))
             .with_state(())
     };
-    let cases: [(&str, Router); 6] = [
+    let cases: [(&str, Router); 7] = [
         (
             "baseline: State<Arc<T>>",
             Router::new()
@@ -230,6 +246,7 @@ fn request(c: &mut Criterion) {
                 .with_state(()),
         ),
         ("Component<T>", buvar(get(by_component))),
+        ("ambient: buvar_kit::get::<T>()", buvar(get(by_ambient))),
         ("Config<T>", buvar(get(by_config))),
         ("Inject<T> (singleton)", buvar(get(by_inject))),
         ("Component + Inject + Config", buvar(get(all_three))),

@@ -99,6 +99,9 @@ impl Context {
 
     /// Adds `value` as the unnamed component of type `T`, replacing one this layer already had,
     /// and returns it as the shared `Arc<T>` every lookup will hand out.
+    ///
+    /// Adding an `Arc<T>` stores the `Arc` itself, found only as `Arc<T>`; to share an `Arc`
+    /// you hold, found as `T`, use [`Context::add_arc`]. A failed lookup of `T` says so.
     pub fn add<T: Send + Sync + 'static>(&self, value: T) -> Arc<T> {
         let value = Arc::new(value);
         self.add_arc(value.clone());
@@ -152,7 +155,21 @@ impl Context {
     /// The unnamed component of type `T`, from this layer or the nearest parent that has one.
     pub fn get<T: ?Sized + Send + Sync + 'static>(&self) -> Result<Arc<T>, ComponentError> {
         self.lookup::<T>(None)
-            .ok_or_else(|| ComponentError::new::<T>(None))
+            .ok_or_else(|| self.missing::<T>(None))
+    }
+
+    /// The error for a failed lookup, with a hint when an `Arc<T>` was added where a `T` was
+    /// meant.
+    fn missing<T: ?Sized + Send + Sync + 'static>(&self, name: Option<&str>) -> ComponentError {
+        let error = ComponentError::new::<T>(name);
+        if self.lookup::<Arc<T>>(None).is_some() {
+            ComponentError {
+                reason: Reason::AddedAsArc(std::any::type_name::<Arc<T>>()),
+                ..error
+            }
+        } else {
+            error
+        }
     }
 
     /// The component of type `T` named `name`, falling back to the unnamed one; each layer is
@@ -163,7 +180,7 @@ impl Context {
     ) -> Result<Arc<T>, ComponentError> {
         self.lookup::<T>(Some(name))
             .or_else(|| self.lookup::<T>(None))
-            .ok_or_else(|| ComponentError::new::<T>(Some(name)))
+            .ok_or_else(|| self.missing::<T>(Some(name)))
     }
 
     /// Like [`Context::get`], but `None` when there is no such component.
@@ -253,6 +270,49 @@ impl Context {
     }
 }
 
+/// A child of a context, made when first asked for to write to: until then reads go to the
+/// parent, which holds everything the child would find. Clones share the child, made or not.
+#[cfg(feature = "axum")]
+#[derive(Debug, Clone)]
+pub(crate) struct LazyChild {
+    shared: Arc<LazyNode>,
+}
+
+#[cfg(feature = "axum")]
+#[derive(Debug)]
+struct LazyNode {
+    parent: Context,
+    child: OnceLock<Context>,
+}
+
+#[cfg(feature = "axum")]
+impl LazyChild {
+    pub(crate) fn new(parent: Context) -> Self {
+        Self {
+            shared: Arc::new(LazyNode {
+                parent,
+                child: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The child, made now if it does not exist yet.
+    pub(crate) fn context(&self) -> &Context {
+        let shared = &*self.shared;
+        shared.child.get_or_init(|| shared.parent.push())
+    }
+
+    /// The child once it exists, else the parent: where reads start.
+    pub(crate) fn nearest(&self) -> &Context {
+        self.shared.child.get().unwrap_or(&self.shared.parent)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_made(&self) -> bool {
+        self.shared.child.get().is_some()
+    }
+}
+
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let own = self.entries().map_or(0, |entries| entries.len());
@@ -263,12 +323,21 @@ impl fmt::Debug for Context {
     }
 }
 
-/// No component of the asked-for type (and name) exists in the context or its parents.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("no component `{type_name}`{} in the context; add one with `Context::add`{}, or register an adapter that makes it", .name.as_ref().map(|n| format!(" named `{n}`")).unwrap_or_default(), .name.as_ref().map(|_| "_named").unwrap_or_default())]
+/// No component of the asked-for type (and name) exists in the context or its parents, or
+/// there was no [current context](Context::current) to look in.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComponentError {
     type_name: &'static str,
     name: Option<String>,
+    reason: Reason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reason {
+    Missing,
+    /// An `Arc<T>` component exists: added with `add(Arc::new(..))` where `add_arc` was meant.
+    AddedAsArc(&'static str),
+    Outside(crate::current::NoCurrentContext),
 }
 
 impl ComponentError {
@@ -276,6 +345,15 @@ impl ComponentError {
         Self {
             type_name: std::any::type_name::<T>(),
             name: name.map(str::to_owned),
+            reason: Reason::Missing,
+        }
+    }
+
+    /// A lookup through [`crate::get`] where no context is current.
+    pub(crate) fn outside<T: ?Sized>(name: Option<&str>) -> Self {
+        Self {
+            reason: Reason::Outside(crate::current::NoCurrentContext),
+            ..Self::new::<T>(name)
         }
     }
 
@@ -287,6 +365,47 @@ impl ComponentError {
     /// The name that was looked up, if any.
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
+    }
+
+    /// Whether the lookup failed because no context was current, rather than for want of the
+    /// component.
+    pub fn is_outside_context(&self) -> bool {
+        matches!(self.reason, Reason::Outside(_))
+    }
+}
+
+impl fmt::Display for ComponentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let named = self
+            .name
+            .as_ref()
+            .map(|n| format!(" named `{n}`"))
+            .unwrap_or_default();
+        match &self.reason {
+            Reason::Outside(outside) => {
+                write!(f, "cannot look up `{}`{named}: {outside}", self.type_name)
+            }
+            Reason::AddedAsArc(arc) => write!(
+                f,
+                "no component `{}`{named} in the context, but there is a component `{arc}`: it was added with `add(Arc::new(..))`, which stores the `Arc` itself; did you mean `add_arc`? It stores the `Arc` as the `{}` it points to",
+                self.type_name, self.type_name
+            ),
+            Reason::Missing => write!(
+                f,
+                "no component `{}`{named} in the context; add one with `Context::add{}`, or register an adapter that makes it",
+                self.type_name,
+                if self.name.is_some() { "_named" } else { "" }
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ComponentError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.reason {
+            Reason::Outside(outside) => Some(outside),
+            Reason::Missing | Reason::AddedAsArc(_) => None,
+        }
     }
 }
 
@@ -384,6 +503,20 @@ mod tests {
             message.contains("`alloc::string::String` named `primary`"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_lookup_of_t_says_add_arc_when_an_arc_of_t_was_added() {
+        let ctx = Context::new();
+        ctx.add(Arc::new(String::from("wrapped twice")));
+        let message = ctx.get::<String>().unwrap_err().to_string();
+        assert!(message.contains("did you mean `add_arc`?"), "{message}");
+        assert!(
+            message.contains("alloc::sync::Arc<alloc::string::String>"),
+            "{message}"
+        );
+        ctx.add_arc(Arc::new(String::from("shared")));
+        assert_eq!(*ctx.get::<String>().unwrap(), "shared");
     }
 
     #[test]

@@ -20,45 +20,101 @@ use crate::config::Section;
 use crate::di::Adapters;
 pub use crate::di::{Component, Config};
 
-/// Why an extractor could not produce its value.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ExtractRejection {
-    /// The request has no context: the router lacks `ContextLayer`.
-    #[error(
-        "the request has no buvar context; add `ContextLayer` to the router (the server plugin does)"
-    )]
-    NoContext,
-    /// No component of the asked-for type.
-    #[error(transparent)]
-    Component(#[from] crate::ComponentError),
-    /// Dependency injection failed.
-    #[error(transparent)]
-    Inject(#[from] crate::ResolveError),
-    /// A config section is not available.
-    #[error(transparent)]
-    Config(#[from] crate::di::ConfigLookupError),
+/// The request has no buvar context: the router lacks [`ContextLayer`](crate::ContextLayer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the request has no buvar context; add `ContextLayer` to the router (the server plugin does)"
+)]
+pub struct MissingRequestContext;
+
+/// Declares an extractor's rejection: the reasons it fails, `status()`, `body_text()` and an
+/// [`IntoResponse`] that logs the reason and answers without it (the reason names internal
+/// types: it goes to the log, not to the client).
+macro_rules! rejection {
+    (
+        $(#[$meta:meta])*
+        $name:ident for $extractor:literal {
+            $($(#[$variant_meta:meta])* $variant:ident($source:ty),)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, thiserror::Error)]
+        #[non_exhaustive]
+        pub enum $name {
+            $($(#[$variant_meta])* #[error(transparent)] $variant(#[from] $source),)+
+        }
+
+        impl $name {
+            /// The status it answers with: `500 Internal Server Error`, since each reason is a
+            /// wiring mistake of the service, never of the client.
+            pub fn status(&self) -> StatusCode {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+
+            /// The body it answers with; the reason itself is logged, not sent.
+            pub fn body_text(&self) -> String {
+                "Internal Server Error".to_owned()
+            }
+        }
+
+        impl IntoResponse for $name {
+            fn into_response(self) -> Response {
+                tracing::error!(extractor = $extractor, reason = %self, "request extraction failed");
+                (self.status(), self.body_text()).into_response()
+            }
+        }
+    };
 }
 
-impl IntoResponse for ExtractRejection {
-    fn into_response(self) -> Response {
-        // The reason names internal types: it goes to the log, not to the client.
-        tracing::error!(reason = %self, "request extraction failed");
-        (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
+rejection! {
+    /// Why the [`Context`] extractor failed.
+    ContextRejection for "Context" {
+        /// The router lacks `ContextLayer`.
+        MissingRequestContext(MissingRequestContext),
+    }
+}
+
+rejection! {
+    /// Why the [`Component`] extractor failed.
+    ComponentRejection for "Component" {
+        /// The router lacks `ContextLayer`.
+        MissingRequestContext(MissingRequestContext),
+        /// No component of the asked-for type.
+        Missing(crate::ComponentError),
+    }
+}
+
+rejection! {
+    /// Why the [`Inject`] extractor failed.
+    InjectRejection for "Inject" {
+        /// The router lacks `ContextLayer`.
+        MissingRequestContext(MissingRequestContext),
+        /// Dependency injection failed; the error holds the whole chain.
+        Resolve(crate::ResolveError),
+    }
+}
+
+rejection! {
+    /// Why the [`Config`] extractor failed.
+    ConfigRejection for "Config" {
+        /// The router lacks `ContextLayer`.
+        MissingRequestContext(MissingRequestContext),
+        /// The section is not available.
+        Config(crate::di::ConfigLookupError),
     }
 }
 
 /// The request's context, as [`ContextLayer`](crate::ContextLayer) stored it.
-fn request_context(parts: &Parts) -> Result<&RequestContext, ExtractRejection> {
+fn request_context(parts: &Parts) -> Result<&RequestContext, MissingRequestContext> {
     parts
         .extensions
         .get::<RequestContext>()
-        .ok_or(ExtractRejection::NoContext)
+        .ok_or(MissingRequestContext)
 }
 
 /// The request's own context (a child of the plugin context), to add to.
 impl<S: Send + Sync> FromRequestParts<S> for Context {
-    type Rejection = ExtractRejection;
+    type Rejection = ContextRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         Ok(request_context(parts)?.context().clone())
@@ -66,7 +122,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Context {
 }
 
 impl<S: Send + Sync, T: ?Sized + Send + Sync + 'static> FromRequestParts<S> for Component<T> {
-    type Rejection = ExtractRejection;
+    type Rejection = ComponentRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         Ok(Component(request_context(parts)?.nearest().get::<T>()?))
@@ -112,7 +168,7 @@ impl<T: fmt::Debug> fmt::Debug for Inject<T> {
 }
 
 impl<S: Send + Sync, T: Send + Sync + 'static> FromRequestParts<S> for Inject<T> {
-    type Rejection = ExtractRejection;
+    type Rejection = InjectRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let request = request_context(parts)?;
@@ -147,7 +203,7 @@ impl<S: Send + Sync, T: Send + Sync + 'static> FromRequestParts<S> for Inject<T>
 }
 
 impl<S: Send + Sync, T: Section> FromRequestParts<S> for Config<T> {
-    type Rejection = ExtractRejection;
+    type Rejection = ConfigRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         Ok(Config::from_context(request_context(parts)?.nearest())?)

@@ -12,7 +12,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::plugin::TaskOutput;
+use crate::current::CurrentContext;
+use crate::outcome::{TaskOutput, panic_message};
 
 /// Spawns tracked background jobs, optionally at most `limit` at a time. A failed or panicked
 /// job is logged with its name and error and counted; [`Jobs::shutdown`] cancels the rest and
@@ -71,7 +72,9 @@ impl Jobs {
         }
     }
 
-    /// Spawns `job` on the current tokio runtime. Its output is `()` or `Result<T, E>`.
+    /// Spawns `job` on the current tokio runtime, with the [current context](crate::Context::current)
+    /// where it is spawned (a plain `tokio::spawn` would start it without one; see
+    /// [`crate::spawn`]). Its output is `()` or `Result<T, E>`.
     pub fn spawn<F>(&self, name: impl Into<String>, job: F)
     where
         F: Future + Send + 'static,
@@ -86,6 +89,7 @@ impl Jobs {
         let cancel = self.cancel.clone();
         let limit = self.limit.clone();
         let failed = self.failed.clone();
+        let job = CurrentContext::carry(job);
         self.tracker.spawn(async move {
             let _permit = match limit {
                 Some(limit) => tokio::select! {
@@ -101,7 +105,7 @@ impl Jobs {
                 joined = run => match joined {
                     Ok(Ok(())) => return,
                     Ok(Err(err)) => err.to_string(),
-                    Err(err) if err.is_panic() => crate::plugin::panic_message(err.into_panic()),
+                    Err(err) if err.is_panic() => panic_message(err.into_panic()),
                     Err(err) => err.to_string(),
                 },
                 () = cancel.cancelled() => {

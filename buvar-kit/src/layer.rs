@@ -1,7 +1,6 @@
 //! The per-request context layer: every request gets its own child of the plugin context,
 //! made when the request first needs it.
 
-use std::sync::OnceLock;
 use std::task::{Context as TaskContext, Poll};
 
 use http::Request;
@@ -9,11 +8,14 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::Context;
+use crate::components::LazyChild;
+use crate::current::{CurrentContext, WithContext};
 
 /// A tower [`Layer`] that gives each request its own child of `context` (made when first
 /// needed, see [`RequestContext`]), stored in the request's extensions as a [`RequestContext`],
-/// where the [extractors](crate::extract) find it. What a request adds to its context never
-/// leaks into other requests or the plugin context.
+/// where the [extractors](crate::extract) find it, and as the [current
+/// context](Context::current) of the handler and the middleware inside the layer. What a
+/// request adds to its context never leaks into other requests or the plugin context.
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -63,17 +65,16 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = WithContext<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        request
-            .extensions_mut()
-            .insert(RequestContext::new(self.context.clone()));
-        self.inner.call(request)
+        let context = RequestContext::new(self.context.clone());
+        request.extensions_mut().insert(context.clone());
+        CurrentContext::lazy(context.lazy).scope(self.inner.call(request))
     }
 }
 
@@ -82,8 +83,8 @@ where
 /// The request's own layer (a child of the plugin context) is made when something first asks
 /// for it ([`context`](Self::context): to write to it, to extract [`Context`], or for
 /// `Inject<T>`, whose resolution may add to it): a request that only reads components costs no
-/// allocation, and reads go straight to the plugin context until then. A clone shares the
-/// request's layer (cloning makes it, so that what one copy adds the other finds).
+/// allocation beyond this handle, and reads go straight to the plugin context until then. A
+/// clone shares the request's layer, made or not: what one copy adds the other finds.
 ///
 /// ```
 /// use buvar_kit::{Context, RequestContext};
@@ -98,34 +99,23 @@ where
 /// assert_eq!(*plugins.get::<String>()?, "shared");
 /// # Ok::<(), buvar_kit::ComponentError>(())
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RequestContext {
-    parent: Context,
-    own: OnceLock<Context>,
-}
-
-impl Clone for RequestContext {
-    fn clone(&self) -> Self {
-        Self {
-            parent: self.parent.clone(),
-            own: OnceLock::from(self.context().clone()),
-        }
-    }
+    lazy: LazyChild,
 }
 
 impl RequestContext {
     /// A request context whose layer will be a child of `parent`.
     pub fn new(parent: Context) -> Self {
         Self {
-            parent,
-            own: OnceLock::new(),
+            lazy: LazyChild::new(parent),
         }
     }
 
     /// The request's own context, made now if it does not exist yet: where the request's
     /// writes go.
     pub fn context(&self) -> &Context {
-        self.own.get_or_init(|| self.parent.push())
+        self.lazy.context()
     }
 
     /// Where lookups start: the request's own context once it exists, else the plugin
@@ -133,7 +123,7 @@ impl RequestContext {
     /// value added to it before the request's own context exists would go to the plugin
     /// context, shared by every request; add through [`context`](Self::context).
     pub fn nearest(&self) -> &Context {
-        self.own.get().unwrap_or(&self.parent)
+        self.lazy.nearest()
     }
 }
 
@@ -159,9 +149,9 @@ mod tests {
         let plugins = Context::new();
         plugins.add(1_u8);
         let request = RequestContext::new(plugins.clone());
-        assert!(request.own.get().is_none());
+        assert!(!request.lazy.is_made());
         assert_eq!(*request.nearest().get::<u8>().unwrap(), 1);
-        assert!(request.own.get().is_none(), "a read made no layer");
+        assert!(!request.lazy.is_made(), "a read made no layer");
         request.context().add(2_u8);
         assert_eq!(*request.nearest().get::<u8>().unwrap(), 2);
         assert_eq!(*plugins.get::<u8>().unwrap(), 1);

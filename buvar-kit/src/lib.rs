@@ -39,12 +39,16 @@
 //! | [`plugin`] | plugins, the three-phase [`Stage`], [`Cancel`], signals, tasks |
 //! | [`config`] | layered TOML config, typed sections, environment overrides, secrets |
 //! | [`log`] | one-call tracing set-up: JSON lines or pretty, with the process id |
+//! | [`current`] | the current context of a task or request, read from anywhere inside it |
 //! | [`Jobs`] | tracked background jobs |
 //! | [`testing`] | a stage per test, with teardown even on panic |
 //! | [`ContextLayer`], [`extract`] | per-request contexts and axum extractors (feature `axum`) |
 
+#![forbid(unsafe_code)]
+
 mod components;
 pub mod config;
+pub mod current;
 pub mod di;
 #[cfg(feature = "axum")]
 pub mod extract;
@@ -52,11 +56,13 @@ mod jobs;
 #[cfg(feature = "axum")]
 mod layer;
 pub mod log;
+mod outcome;
 pub mod plugin;
 pub mod testing;
 
 pub use components::{ComponentError, Context};
 pub use config::{ConfigSource, Secret, Section};
+pub use current::{get, get_named, nject, nject_named, resolve, spawn};
 pub use di::{Component, Config, Named, Overrides, ResolveError};
 #[cfg(feature = "axum")]
 pub use extract::Inject;

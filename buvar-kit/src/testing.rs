@@ -76,7 +76,8 @@ impl TestStage {
     }
 
     /// Prepares the plugins, runs `body` with a top-level [`Prepare`] (its context is the plugin
-    /// context; it can load more plugins), then tears down.
+    /// context, also the [current one](Context::current); it can load more plugins), then
+    /// tears down.
     ///
     /// # Panics
     ///
@@ -92,7 +93,8 @@ impl TestStage {
             Ok(prepared) => prepared,
             Err(err) => panic!("preparing the test stage failed: {err}"),
         };
-        let outcome = tokio::spawn(body(prepared.loader())).await;
+        let body = prepared.context().clone().scope(body(prepared.loader()));
+        let outcome = tokio::spawn(body).await;
         finish(prepared).await;
         match outcome {
             Ok(value) => value,

@@ -281,3 +281,72 @@ async fn inject_prefers_a_value_in_the_request_context_over_a_made_singleton() {
         "the request's value stayed in that request"
     );
 }
+
+#[derive(Debug, serde::Deserialize)]
+struct LimitsConfig {
+    #[allow(dead_code)]
+    limit: u32,
+}
+buvar_kit::section!(LimitsConfig, "limits");
+
+#[tokio::test]
+async fn each_extractor_rejects_with_its_own_type_status_and_body() {
+    use axum::extract::FromRequestParts;
+    use axum::response::IntoResponse;
+    use buvar_kit::Config;
+    use buvar_kit::extract::{
+        ComponentRejection, ConfigRejection, ContextRejection, InjectRejection,
+    };
+
+    let (mut bare, ()) = Request::get("/").body(()).unwrap().into_parts();
+    let context = Context::from_request_parts(&mut bare, &())
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        context,
+        ContextRejection::MissingRequestContext(_)
+    ));
+    assert!(
+        context.to_string().contains("add `ContextLayer`"),
+        "{context}"
+    );
+    let component = Component::<u8>::from_request_parts(&mut bare, &())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(
+        component,
+        ComponentRejection::MissingRequestContext(_)
+    ));
+
+    let (mut parts, ()) = Request::get("/").body(()).unwrap().into_parts();
+    parts.extensions.insert(RequestContext::new(Context::new()));
+    let component = Component::<u8>::from_request_parts(&mut parts, &())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(&component, ComponentRejection::Missing(err) if err.type_name() == "u8"));
+    let inject = Inject::<u8>::from_request_parts(&mut parts, &())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(&inject, InjectRejection::Resolve(err) if err.is_missing()));
+    let config = Config::<LimitsConfig>::from_request_parts(&mut parts, &())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(config, ConfigRejection::Config(_)));
+    assert!(config.to_string().contains("no `ConfigSource`"), "{config}");
+
+    assert_eq!(component.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(inject.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(config.body_text(), "Internal Server Error");
+    let response = inject.into_response();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        &body[..],
+        b"Internal Server Error",
+        "the reason is logged, not sent"
+    );
+}

@@ -4,10 +4,41 @@ use std::sync::Arc;
 use super::{Dependency, Requirement, ResolveError, Resolver, Stored};
 use crate::{BoxError, BoxFuture};
 
-/// A function usable as an adapter: implemented for sync and async functions of up to 12
-/// [`Dependency`] arguments. `M` tells the four shapes apart (see [`ReturnsValue`],
-/// [`ReturnsFuture`], [`Fallible`], [`Infallible`]); you never name it.
-pub trait AdapterFn<Args, M>: Clone + Send + Sync + 'static {
+/// A function [`Adapters::register`](super::Adapters::register) takes: sync or async, of up to
+/// 12 [`Dependency`] arguments, returning `Result<T, E>`. `M` tells the sync and async shapes
+/// apart (see [`ReturnsValue`], [`ReturnsFuture`]); you never name it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be registered with `register`",
+    label = "not a fallible adapter",
+    note = "`register` takes a sync or async function returning `Result<T, E>` (`E: Into<BoxError>`); for one returning a plain `T`, use `register_infallible`",
+    note = "each argument must be a dependency: `Arc<T>` (a component or an adapter's product), `Option<D>`, `Named<T, N>`, `Component<T>`, `Config<T>` (a config section: `Config<MySection>`, not `MySection`) or `Context`; at most 12",
+    note = "the function must be `Clone + Send + Sync + 'static`, an async function's future `Send`"
+)]
+pub trait FallibleAdapter<Args, M>: Clone + Send + Sync + 'static {
+    /// The component the adapter makes.
+    type Product: Send + Sync + 'static;
+
+    /// What the arguments need.
+    fn requirements() -> Vec<Requirement>;
+
+    /// Resolves the arguments and calls the function.
+    #[doc(hidden)]
+    fn make_stored<'a>(
+        &self,
+        resolver: Resolver<'a>,
+    ) -> BoxFuture<'a, Result<Stored, ResolveError>>;
+}
+
+/// A function [`Adapters::register_infallible`](super::Adapters::register_infallible) takes:
+/// sync or async, of up to 12 [`Dependency`] arguments, returning the component itself.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be registered with `register_infallible`",
+    label = "not an infallible adapter",
+    note = "`register_infallible` takes a sync function returning `T` (`Unpin`, as nearly every type is) or an async function whose future yields `T`; for one returning `Result<T, E>`, use `register`",
+    note = "each argument must be a dependency: `Arc<T>` (a component or an adapter's product), `Option<D>`, `Named<T, N>`, `Component<T>`, `Config<T>` (a config section: `Config<MySection>`, not `MySection`) or `Context`; at most 12",
+    note = "the function must be `Clone + Send + Sync + 'static`, an async function's future `Send`"
+)]
+pub trait InfallibleAdapter<Args, M>: Clone + Send + Sync + 'static {
     /// The component the adapter makes.
     type Product: Send + Sync + 'static;
 
@@ -28,12 +59,6 @@ pub enum ReturnsValue {}
 /// Marks an async adapter.
 #[derive(Debug)]
 pub enum ReturnsFuture {}
-/// Marks an adapter returning `Result<T, E>`.
-#[derive(Debug)]
-pub enum Fallible {}
-/// Marks an adapter returning `T`.
-#[derive(Debug)]
-pub enum Infallible {}
 
 fn requirements(each: &[Option<Requirement>]) -> Vec<Requirement> {
     each.iter().flatten().cloned().collect()
@@ -43,14 +68,14 @@ fn failed<F>(resolver: &Resolver<'_>, err: impl Into<BoxError>) -> ResolveError 
     resolver.adapter_failed(std::any::type_name::<F>(), err.into())
 }
 
-/// One `AdapterFn` impl: `$finish` turns the call of `$f` on the resolved `$a`s into the made
+/// One adapter impl: `$finish` turns the call of `$f` on the resolved `$a`s into the made
 /// product, which is all that differs between the four shapes.
 macro_rules! adapter_impl {
     (
-        $marker:ty; [$($generic:ident),*]; Fn($($A:ident),*) -> $output:ty; [$($bound:tt)*];
+        $trait:ident<$marker:ty>; [$($generic:ident),*]; Fn($($A:ident),*) -> $output:ty; [$($bound:tt)*];
         |$f:ident, $resolver:ident, $($a:ident),*| $finish:expr
     ) => {
-        impl<F, T, $($generic,)* $($A,)*> AdapterFn<($($A,)*), $marker> for F
+        impl<F, T, $($generic,)* $($A,)*> $trait<($($A,)*), $marker> for F
         where
             F: Fn($($A),*) -> $output + Clone + Send + Sync + 'static,
             T: Send + Sync + 'static,
@@ -82,18 +107,18 @@ macro_rules! adapter_impl {
 macro_rules! impl_adapter_fn {
     ($($A:ident $a:ident),*) => {
         adapter_impl!(
-            (ReturnsValue, Fallible); [E]; Fn($($A),*) -> Result<T, E>; [E: Into<BoxError>,];
+            FallibleAdapter<ReturnsValue>; [E]; Fn($($A),*) -> Result<T, E>; [E: Into<BoxError>,];
             |f, resolver, $($a),*| f($($a),*)
                 .map(|value| Arc::new(value) as Stored)
                 .map_err(|err| failed::<F>(&resolver, err))
         );
         // Futures of async fns are never `Unpin`: the bound keeps the sync and async shapes apart.
         adapter_impl!(
-            (ReturnsValue, Infallible); []; Fn($($A),*) -> T; [T: Unpin,];
+            InfallibleAdapter<ReturnsValue>; []; Fn($($A),*) -> T; [T: Unpin,];
             |f, resolver, $($a),*| Ok(Arc::new(f($($a),*)) as Stored)
         );
         adapter_impl!(
-            (ReturnsFuture, Fallible); [Fut, E]; Fn($($A),*) -> Fut;
+            FallibleAdapter<ReturnsFuture>; [Fut, E]; Fn($($A),*) -> Fut;
             [Fut: Future<Output = Result<T, E>> + Send, E: Into<BoxError>,];
             |f, resolver, $($a),*| f($($a),*)
                 .await
@@ -101,7 +126,7 @@ macro_rules! impl_adapter_fn {
                 .map_err(|err| failed::<F>(&resolver, err))
         );
         adapter_impl!(
-            (ReturnsFuture, Infallible); [Fut]; Fn($($A),*) -> Fut; [Fut: Future<Output = T> + Send,];
+            InfallibleAdapter<ReturnsFuture>; [Fut]; Fn($($A),*) -> Fut; [Fut: Future<Output = T> + Send,];
             |f, resolver, $($a),*| Ok(Arc::new(f($($a),*).await) as Stored)
         );
     };

@@ -15,6 +15,12 @@ use crate::config::{ConfigError, ConfigSource, Section};
 /// Implemented for `Arc<T>` (context or adapter), `Option<D>` (`None` when nothing provides
 /// it), [`Named<T, N>`](Named), [`Component<T>`] (context only, trait objects too), [`Context`]
 /// (the resolving context itself) and [`Config<T>`](crate::Config) (a typed config section).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a dependency: an adapter cannot take it and `resolve` cannot make it",
+    label = "not a dependency",
+    note = "use `Arc<{Self}>` for a component or an adapter's product, `Config<{Self}>` for a config section, `Component<{Self}>` for a value only the context holds (trait objects too), `Named<{Self}, N>` for a named one, `Option<…>` when it may be absent, or `Context`",
+    note = "to get a `{Self}` however it is provided (component, adapter or config section), call `nject::<{Self}>()`"
+)]
 pub trait Dependency: Sized + Send + 'static {
     /// Resolves the value.
     fn resolve(resolver: &Resolver<'_>) -> impl Future<Output = Result<Self, ResolveError>> + Send;
@@ -191,7 +197,7 @@ impl<T: ?Sized + Send + Sync + 'static> Dependency for Component<T> {
             .context()
             .try_get::<T>()
             .map(Component)
-            .ok_or_else(|| resolver.missing::<T>(None))
+            .ok_or_else(|| resolver.hint_added_as_arc::<T>(resolver.missing::<T>(None), None))
     }
 
     fn requirement() -> Option<Requirement> {
@@ -278,16 +284,14 @@ pub enum ConfigLookupError {
 
 impl<T: Section> Dependency for Config<T> {
     async fn resolve(resolver: &Resolver<'_>) -> Result<Self, ResolveError> {
-        Self::from_context(resolver.context()).map_err(|err| match err {
-            ConfigLookupError::NoSource => resolver.missing::<ConfigSource>(None),
-            ConfigLookupError::Load(err) => resolver.config_failed::<T>(err),
-        })
+        resolver.section::<T>().map(Config)
     }
 
     fn requirement() -> Option<Requirement> {
         let mut requirement = Requirement::of::<ConfigSource>();
         requirement.context_only = true;
         requirement.check = Some(Self::check);
+        requirement.section = Some(super::Entry::section::<T>);
         Some(requirement)
     }
 }
@@ -302,6 +306,7 @@ impl Requirement {
             optional: false,
             context_only: false,
             check: None,
+            section: None,
         }
     }
 }

@@ -2,6 +2,7 @@ use std::fmt;
 
 use crate::BoxError;
 use crate::config::ConfigError;
+use crate::current::NoCurrentContext;
 
 /// Why a dependency could not be resolved, with the chain of types that led there.
 ///
@@ -17,6 +18,8 @@ pub struct ResolveError {
 enum Kind {
     Missing {
         name: Option<String>,
+        /// An `Arc<T>` component found where a `T` was looked for: added with `add(Arc::new(..))`.
+        added_as_arc: Option<&'static str>,
     },
     Cycle,
     Adapter {
@@ -24,8 +27,10 @@ enum Kind {
         source: BoxError,
     },
     Config {
+        section: &'static str,
         source: ConfigError,
     },
+    Outside(NoCurrentContext),
 }
 
 impl ResolveError {
@@ -34,6 +39,7 @@ impl ResolveError {
             chain,
             kind: Kind::Missing {
                 name: name.map(str::to_owned),
+                added_as_arc: None,
             },
         }
     }
@@ -56,11 +62,36 @@ impl ResolveError {
         }
     }
 
-    pub(crate) fn config(chain: Vec<&'static str>, source: ConfigError) -> Self {
+    pub(crate) fn config(
+        chain: Vec<&'static str>,
+        section: &'static str,
+        source: ConfigError,
+    ) -> Self {
         Self {
             chain,
-            kind: Kind::Config { source },
+            kind: Kind::Config { section, source },
         }
+    }
+
+    /// Says that a component `arc` (an `Arc<T>`) exists where this error found no `T`.
+    pub(crate) fn added_as_arc(mut self, arc: &'static str) -> Self {
+        if let Kind::Missing { added_as_arc, .. } = &mut self.kind {
+            *added_as_arc = Some(arc);
+        }
+        self
+    }
+
+    /// A resolution through [`crate::nject`] where no context is current.
+    pub(crate) fn outside<T: ?Sized>() -> Self {
+        Self {
+            chain: vec![std::any::type_name::<T>()],
+            kind: Kind::Outside(NoCurrentContext),
+        }
+    }
+
+    /// No context was current (see [`Context::current`](crate::Context::current)).
+    pub fn is_outside_context(&self) -> bool {
+        matches!(self.kind, Kind::Outside(_))
     }
 
     /// A config section failed to load (see [`std::error::Error::source`]).
@@ -106,6 +137,7 @@ impl fmt::Display for ResolveError {
                     path.join(" -> ")
                 )
             }
+            Kind::Outside(outside) => write!(f, "cannot resolve `{failing}`: {outside}"),
             kind => {
                 for (i, link) in self.chain.iter().enumerate() {
                     if i > 0 {
@@ -114,11 +146,28 @@ impl fmt::Display for ResolveError {
                     write!(f, "`{}`", short_type_name(link))?;
                 }
                 match kind {
-                    Kind::Missing { name: None } => write!(
+                    Kind::Missing {
+                        name,
+                        added_as_arc: Some(arc),
+                    } => write!(
+                        f,
+                        ": no component `{failing}`{}, but there is a component `{}`: it was added with `add(Arc::new(..))`, which stores the `Arc` itself; did you mean `add_arc`? It stores the `Arc` as the `{failing}` it points to",
+                        name.as_ref()
+                            .map(|n| format!(" named `{n}`"))
+                            .unwrap_or_default(),
+                        short_type_name(arc)
+                    ),
+                    Kind::Missing {
+                        name: None,
+                        added_as_arc: None,
+                    } => write!(
                         f,
                         ": no component and no adapter for `{failing}`; add one to the context or register an adapter"
                     ),
-                    Kind::Missing { name: Some(name) } => write!(
+                    Kind::Missing {
+                        name: Some(name),
+                        added_as_arc: None,
+                    } => write!(
                         f,
                         ": no component `{failing}` named `{name}` (nor an unnamed one) and no adapter for it"
                     ),
@@ -127,10 +176,12 @@ impl fmt::Display for ResolveError {
                         ": adapter `{}` failed: {source}",
                         short_type_name(adapter)
                     ),
-                    Kind::Config { source } => {
-                        write!(f, ": config section `{failing}` failed to load: {source}")
-                    }
-                    Kind::Cycle => Ok(()),
+                    Kind::Config { section, source } => write!(
+                        f,
+                        ": config section `{}` failed to load: {source}",
+                        short_type_name(section)
+                    ),
+                    Kind::Cycle | Kind::Outside(_) => Ok(()),
                 }
             }
         }
@@ -141,7 +192,8 @@ impl std::error::Error for ResolveError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.kind {
             Kind::Adapter { source, .. } => Some(&**source),
-            Kind::Config { source } => Some(source),
+            Kind::Config { source, .. } => Some(source),
+            Kind::Outside(outside) => Some(outside),
             _ => None,
         }
     }

@@ -2,6 +2,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
+use crate::Context;
 
 #[derive(Debug, PartialEq)]
 struct Foo {
@@ -385,7 +386,9 @@ async fn a_bad_config_section_fails_resolution_and_validation_naming_the_key() {
     assert!(err.is_config());
     let message = err.to_string();
     assert!(
-        message.starts_with("`Greeter` needs `GreeterConfig`: config section"),
+        message.starts_with(
+            "`Greeter` needs `Config<GreeterConfig>`: config section `GreeterConfig` failed to load"
+        ),
         "{message}"
     );
     assert!(message.contains("greeter.greeting"), "{message}");
@@ -403,4 +406,149 @@ async fn config_dependency_without_a_source_is_missing() {
     let err = ctx.nject::<Greeter>().await.unwrap_err();
     assert!(err.is_missing());
     assert!(err.to_string().contains("`ConfigSource`"), "{err}");
+}
+
+#[tokio::test]
+async fn an_adapter_argument_says_add_arc_when_the_context_holds_an_arc_of_it() {
+    struct Repo;
+    fn repo(_: Arc<std::sync::RwLock<Vec<String>>>) -> Repo {
+        Repo
+    }
+    let ctx = Context::new();
+    ctx.add(Arc::new(std::sync::RwLock::new(Vec::<String>::new())));
+    ctx.adapters().register_infallible(repo);
+    let message = ctx.nject::<Repo>().await.err().unwrap().to_string();
+    assert!(
+        message.starts_with("`Repo` needs `RwLock<Vec<String>>`: no component `RwLock<Vec<String>>`, but there is a component `Arc<RwLock<Vec<String>>>`"),
+        "{message}"
+    );
+    assert!(message.contains("did you mean `add_arc`?"), "{message}");
+
+    let fixed = Context::new();
+    fixed.add_arc(Arc::new(std::sync::RwLock::new(Vec::<String>::new())));
+    fixed.adapters().register_infallible(repo);
+    assert!(fixed.nject::<Repo>().await.is_ok());
+}
+
+#[tokio::test]
+async fn a_missing_component_without_an_arc_of_it_gives_no_add_arc_hint() {
+    let ctx = Context::new();
+    ctx.add(Arc::new(1_u8));
+    let message = ctx.nject::<u16>().await.err().unwrap().to_string();
+    assert!(!message.contains("add_arc"), "{message}");
+    let message = ctx
+        .resolve::<Component<u8>>()
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("did you mean `add_arc`?"), "{message}");
+}
+
+#[tokio::test]
+async fn nject_resolves_a_config_section_an_adapter_reads() {
+    let ctx = Context::new();
+    ctx.add(
+        crate::ConfigSource::new()
+            .toml("[greeter]\ngreeting = \"Hi\"")
+            .unwrap(),
+    );
+    ctx.adapters().register_infallible(greeter);
+    // One verb for components, adapter products and config sections.
+    assert_eq!(ctx.nject::<GreeterConfig>().await.unwrap().greeting, "Hi");
+    assert_eq!(ctx.nject::<Greeter>().await.unwrap().0, "Hi");
+    ctx.add(7_u32);
+    assert_eq!(*ctx.nject::<u32>().await.unwrap(), 7);
+    // Loaded once: the section and the `Config<T>` share the value.
+    let config = ctx.resolve::<Config<GreeterConfig>>().await.unwrap();
+    assert!(Arc::ptr_eq(
+        &config.0,
+        &ctx.nject::<GreeterConfig>().await.unwrap()
+    ));
+    assert!(ctx.adapters().validate(&ctx).is_ok());
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct LimitsConfig {
+    limit: u32,
+}
+crate::section!(LimitsConfig, "limits");
+
+#[tokio::test]
+async fn a_declared_section_resolves_after_every_adapter_for_its_type() {
+    let ctx = Context::new();
+    ctx.add(
+        crate::ConfigSource::new()
+            .toml("[limits]\nlimit = 3")
+            .unwrap(),
+    );
+    let err = ctx.nject::<LimitsConfig>().await.unwrap_err();
+    assert!(err.is_missing(), "undeclared: {err}");
+    ctx.adapters().section::<LimitsConfig>();
+    ctx.adapters().section::<LimitsConfig>();
+    assert_eq!(ctx.adapters().len(), 1, "declared once");
+    assert_eq!(ctx.nject::<LimitsConfig>().await.unwrap().limit, 3);
+    ctx.adapters()
+        .register_infallible(|| LimitsConfig { limit: 99 });
+    assert_eq!(ctx.nject::<LimitsConfig>().await.unwrap().limit, 99);
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct FooConfig {
+    size: u32,
+}
+crate::section!(FooConfig, "foo");
+
+#[tokio::test]
+async fn overrides_reach_config_sections_at_every_depth() {
+    let ctx = Context::new();
+    ctx.adapters().register_infallible(greeter);
+    ctx.adapters()
+        .register_infallible(|greeter: Arc<Greeter>| Bim::from(greeter));
+    let overrides = || {
+        Overrides::new().with(
+            crate::ConfigSource::new()
+                .toml("[greeter]\ngreeting = \"overridden\"")
+                .unwrap(),
+        )
+    };
+    let greeter = ctx.nject_with::<Greeter>(overrides()).await.unwrap();
+    assert_eq!(greeter.0, "overridden");
+    let section = ctx.nject_with::<GreeterConfig>(overrides()).await.unwrap();
+    assert_eq!(section.greeting, "overridden");
+    assert!(ctx.nject_with::<Bim>(overrides()).await.is_ok(), "two deep");
+    assert!(ctx.nject::<Greeter>().await.unwrap_err().is_missing());
+}
+
+impl From<Arc<Greeter>> for Bim {
+    fn from(_: Arc<Greeter>) -> Self {
+        Bim
+    }
+}
+
+#[tokio::test]
+async fn a_section_type_made_by_an_adapter_never_reads_as_needing_itself() {
+    fn foo(config: Config<FooConfig>) -> FooConfig {
+        FooConfig {
+            size: config.size * 2,
+        }
+    }
+    let ctx = Context::new();
+    ctx.add(
+        crate::ConfigSource::new()
+            .toml("[foo]\nsize = \"big\"")
+            .unwrap(),
+    );
+    ctx.adapters().register_infallible(foo);
+    let message = ctx.nject::<FooConfig>().await.unwrap_err().to_string();
+    assert!(
+        !message.contains("`FooConfig` needs `FooConfig`"),
+        "{message}"
+    );
+    assert!(
+        message.starts_with(
+            "`FooConfig` needs `Config<FooConfig>`: config section `FooConfig` failed to load"
+        ),
+        "{message}"
+    );
 }

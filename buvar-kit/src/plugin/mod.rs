@@ -53,7 +53,6 @@ use tokio::sync::OnceCell;
 pub use cancel::Cancel;
 pub use error::{PluginError, StageError};
 pub use signal::Signals;
-pub(crate) use stage::panic_message;
 pub use stage::{Prepared, Stage, StageReport};
 pub use task::{Task, TaskOutcome, TaskOutput, TaskState};
 
@@ -182,7 +181,10 @@ impl Prepare {
         };
         cell.get_or_try_init(|| async {
             tracing::debug!(plugin = %name, "preparing plugin");
-            (plugin.prepare)(child).await.map_err(|source| {
+            let prepare = (plugin.prepare)(child);
+            // The plugin context is the current one while the plugin prepares.
+            let prepared = self.shared.context.clone().scope(prepare).await;
+            prepared.map_err(|source| {
                 // A nested load's failure already names the plugin that failed.
                 match source.downcast::<PluginError>() {
                     Ok(inner) => *inner,

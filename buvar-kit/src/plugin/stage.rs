@@ -11,6 +11,7 @@ use super::task::{TaskOutcome, TaskState};
 use super::{Cancel, Plugin, PluginError, Prepare, Shared, Signals, StageError, lock};
 use crate::config::ConfigSource;
 use crate::jobs::Jobs;
+use crate::outcome::panic_message;
 use crate::{BoxError, Context};
 
 /// Stages plugins: prepare, run tasks, tear down. See the [module docs](crate::plugin).
@@ -225,7 +226,7 @@ impl Prepared {
         for (i, task) in tasks.into_iter().enumerate() {
             tracing::debug!(task = %task.name, "starting task");
             let context = self.context().push();
-            let handle = running.spawn((task.run)(context));
+            let handle = running.spawn(context.clone().scope((task.run)(context)));
             index.insert(handle.id(), i);
             names.push(task.name);
             critical.push(task.critical);
@@ -298,7 +299,8 @@ impl Prepared {
         for step in steps.into_iter().rev() {
             tracing::debug!(step = %step.name, "teardown");
             // Spawned so a panicking step is reported and the steps after it still run.
-            let error = match tokio::spawn(step.run).await {
+            let run = self.context().clone().scope(step.run);
+            let error = match tokio::spawn(run).await {
                 Ok(Ok(_)) => continue,
                 Ok(Err(err)) => err,
                 Err(err) if err.is_panic() => panic_message(err.into_panic()).into(),
@@ -309,15 +311,6 @@ impl Prepared {
         }
         failures
     }
-}
-
-pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    let text = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-string payload".to_owned());
-    format!("panicked: {text}")
 }
 
 /// How each task ended, in order, and which teardown steps failed.

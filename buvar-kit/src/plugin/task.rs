@@ -2,6 +2,8 @@ use std::any::Any;
 use std::fmt;
 use std::future::Future;
 
+pub use crate::outcome::TaskOutput;
+use crate::outcome::TaskValue;
 use crate::{BoxError, BoxFuture, Context};
 
 /// A long-running future a plugin hands to the stage: a server, a consumer, a scheduler.
@@ -20,9 +22,6 @@ pub struct Task {
     pub(crate) run:
         Box<dyn FnOnce(Context) -> BoxFuture<'static, Result<TaskValue, BoxError>> + Send>,
 }
-
-/// What a finished task returned, downcast it with [`TaskOutcome::value`].
-pub(crate) type TaskValue = Box<dyn Any + Send>;
 
 impl Task {
     /// A task named `name` that runs `f` with its own child context. A failure cancels the
@@ -58,26 +57,6 @@ impl fmt::Debug for Task {
             .field("name", &self.name)
             .field("critical", &self.critical)
             .finish()
-    }
-}
-
-/// What a task or teardown step may return: `()` or `Result<T, E>`.
-pub trait TaskOutput: Send + 'static {
-    /// Splits it into a value or an error.
-    #[doc(hidden)]
-    fn into_task_result(self) -> Result<TaskValue, BoxError>;
-}
-
-impl TaskOutput for () {
-    fn into_task_result(self) -> Result<TaskValue, BoxError> {
-        Ok(Box::new(()))
-    }
-}
-
-impl<T: Send + 'static, E: Into<BoxError> + Send + 'static> TaskOutput for Result<T, E> {
-    fn into_task_result(self) -> Result<TaskValue, BoxError> {
-        self.map(|value| Box::new(value) as TaskValue)
-            .map_err(Into::into)
     }
 }
 

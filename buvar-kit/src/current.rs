@@ -1,0 +1,234 @@
+//! The current context: the one of the task or request being run, read from anywhere inside it.
+//!
+//! The stage sets it for every plugin's prepare step (the plugin context), for every task (the
+//! task's own child context) and for teardown steps; [`ContextLayer`](crate::ContextLayer) sets
+//! it for the handler (the request's own child context, made when first needed); [`Jobs`](crate::Jobs) and
+//! [`spawn`] carry it into what they spawn. It lives in a tokio task-local value, as
+//! `tracing::Span::current()` does, so a plain `tokio::spawn` starts without it: a new tokio
+//! task inherits nothing from the one that spawned it.
+//!
+//! Explicit passing keeps working everywhere and is what a library should do: its caller then
+//! sees what it depends on. Application code (handlers, tasks and the helpers they call) may
+//! prefer the ambient form and skip threading a [`Context`] through every function:
+//!
+//! ```
+//! use buvar_kit::{BoxError, Cancel, Context, Plugin, Prepare, Stage};
+//!
+//! struct Greeting(&'static str);
+//!
+//! // Three calls deep, without a `Context` argument.
+//! fn greeting() -> Result<&'static str, BoxError> {
+//!     Ok(buvar_kit::get::<Greeting>()?.0)
+//! }
+//!
+//! async fn app(cx: Prepare) -> Result<(), BoxError> {
+//!     cx.context().add(Greeting("hello"));
+//!     cx.task("greeter", |_: Context| async move {
+//!         let greeting = greeting()?;
+//!         buvar_kit::get::<Cancel>()?.cancel();
+//!         Ok::<_, BoxError>(greeting)
+//!     });
+//!     Ok(())
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let report = Stage::new().load(Plugin::new("app", app)).run().await?;
+//! assert_eq!(report.tasks()[0].value::<&str>(), Some(&"hello"));
+//! assert!(Context::try_current().is_none(), "outside the stage there is none");
+//! # Ok::<(), BoxError>(())
+//! # }).unwrap();
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::task::futures::TaskLocalFuture;
+
+#[cfg(feature = "axum")]
+use crate::components::LazyChild;
+use crate::di::{Dependency, ResolveError};
+use crate::{ComponentError, Context};
+
+tokio::task_local! {
+    static CURRENT: CurrentContext;
+}
+
+/// What the current context is, as the task-local value holds it: a context, or a request's
+/// context whose own layer is made only when something writes to it.
+#[derive(Clone)]
+pub struct CurrentContext(Current);
+
+#[derive(Clone)]
+enum Current {
+    Context(Context),
+    #[cfg(feature = "axum")]
+    Lazy(LazyChild),
+}
+
+impl std::fmt::Debug for CurrentContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("CurrentContext")
+            .field(self.nearest())
+            .finish()
+    }
+}
+
+/// A future run with a current context; see [`Context::scope`].
+pub type WithContext<F> = TaskLocalFuture<CurrentContext, F>;
+
+impl CurrentContext {
+    /// A child context made when first written to, as a request's is.
+    #[cfg(feature = "axum")]
+    pub(crate) fn lazy(child: LazyChild) -> Self {
+        Self(Current::Lazy(child))
+    }
+
+    /// The context to write to.
+    fn context(&self) -> Context {
+        match &self.0 {
+            Current::Context(context) => context.clone(),
+            #[cfg(feature = "axum")]
+            Current::Lazy(child) => child.context().clone(),
+        }
+    }
+
+    /// The context to read from; for a request, the plugin context until the request's own
+    /// layer exists.
+    fn nearest(&self) -> &Context {
+        match &self.0 {
+            Current::Context(context) => context,
+            #[cfg(feature = "axum")]
+            Current::Lazy(child) => child.nearest(),
+        }
+    }
+
+    /// Runs `future` with `self` as the current context.
+    pub(crate) fn scope<F: Future>(self, future: F) -> WithContext<F> {
+        CURRENT.scope(self, future)
+    }
+
+    /// Runs `future` in the context that is current now, if any: what a new task needs, since
+    /// it inherits nothing from the one that spawns it.
+    pub(crate) fn carry<F: Future>(future: F) -> impl Future<Output = F::Output> {
+        let current = CURRENT.try_with(Self::clone).ok();
+        async move {
+            match current {
+                Some(current) => current.scope(future).await,
+                None => future.await,
+            }
+        }
+    }
+}
+
+/// There is no current context: the code runs outside of everything that sets one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no current buvar context here; one exists in a plugin's prepare step, a stage task, a teardown step, a request handler behind `ContextLayer`, and what `Jobs::spawn` or `buvar_kit::spawn` start from them (a plain `tokio::spawn` carries none); use one of those or pass a `Context` explicitly"
+)]
+pub struct NoCurrentContext;
+
+impl Context {
+    /// The context of the task or request being run: a stage task's own child context, the
+    /// plugin context in a prepare or teardown step, a request's own child context in a
+    /// handler. See the [module docs](crate::current) for where it is set.
+    ///
+    /// ```
+    /// use buvar_kit::Context;
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let err = Context::current().unwrap_err();
+    /// assert!(err.to_string().contains("a stage task"));
+    ///
+    /// let ctx = Context::new();
+    /// ctx.add(7_u8);
+    /// let seven = ctx.scope(async { *buvar_kit::get::<u8>().unwrap() }).await;
+    /// assert_eq!(seven, 7);
+    /// # });
+    /// ```
+    pub fn current() -> Result<Context, NoCurrentContext> {
+        Self::try_current().ok_or(NoCurrentContext)
+    }
+
+    /// Like [`Context::current`], but `None` outside of a task or request that has one.
+    pub fn try_current() -> Option<Context> {
+        CURRENT.try_with(CurrentContext::context).ok()
+    }
+
+    /// Runs `future` with this context as the current one (see [`Context::current`]).
+    pub fn scope<F: Future>(self, future: F) -> WithContext<F> {
+        CurrentContext(Current::Context(self)).scope(future)
+    }
+}
+
+/// Reads the current context without making a request's own layer.
+fn with_nearest<R>(read: impl FnOnce(&Context) -> R) -> Result<R, NoCurrentContext> {
+    CURRENT
+        .try_with(|current| read(current.nearest()))
+        .map_err(|_| NoCurrentContext)
+}
+
+/// [`Context::get`] on the [current context](Context::current).
+///
+/// Call it qualified (`buvar_kit::get::<T>()`): a bare `get` reads as axum's routing function.
+pub fn get<T: ?Sized + Send + Sync + 'static>() -> Result<Arc<T>, ComponentError> {
+    with_nearest(Context::get::<T>).unwrap_or_else(|_| Err(ComponentError::outside::<T>(None)))
+}
+
+/// [`Context::get_named`] on the [current context](Context::current).
+pub fn get_named<T: ?Sized + Send + Sync + 'static>(name: &str) -> Result<Arc<T>, ComponentError> {
+    with_nearest(|context| context.get_named::<T>(name))
+        .unwrap_or_else(|_| Err(ComponentError::outside::<T>(Some(name))))
+}
+
+/// [`Context::nject`] on the [current context](Context::current).
+pub async fn nject<T: Send + Sync + 'static>() -> Result<Arc<T>, ResolveError> {
+    match Context::try_current() {
+        Some(context) => context.nject::<T>().await,
+        None => Err(ResolveError::outside::<T>()),
+    }
+}
+
+/// [`Context::nject_named`] on the [current context](Context::current).
+pub async fn nject_named<T: Send + Sync + 'static>(name: &str) -> Result<Arc<T>, ResolveError> {
+    match Context::try_current() {
+        Some(context) => context.nject_named::<T>(name).await,
+        None => Err(ResolveError::outside::<T>()),
+    }
+}
+
+/// [`Context::resolve`] on the [current context](Context::current).
+pub async fn resolve<D: Dependency>() -> Result<D, ResolveError> {
+    match Context::try_current() {
+        Some(context) => context.resolve::<D>().await,
+        None => Err(ResolveError::outside::<D>()),
+    }
+}
+
+/// Spawns `future` on the current tokio runtime with the current context, so that
+/// [`Context::current`] and [`get`] work inside it as they do where it was spawned; a plain
+/// `tokio::spawn` starts a task without one. The spawned task shares the context (what it adds,
+/// the spawner sees); give it `Context::current()?.push().scope(future)` to keep its writes
+/// apart. For tracked jobs that are stopped at teardown, use [`Jobs::spawn`](crate::Jobs::spawn),
+/// which carries the context too.
+///
+/// ```
+/// use buvar_kit::Context;
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let ctx = Context::new();
+/// ctx.add(String::from("carried"));
+/// let joined = ctx
+///     .scope(async {
+///         let carried = buvar_kit::spawn(async { buvar_kit::get::<String>().is_ok() });
+///         let plain = tokio::spawn(async { buvar_kit::get::<String>().is_ok() });
+///         (carried.await.unwrap(), plain.await.unwrap())
+///     })
+///     .await;
+/// assert_eq!(joined, (true, false));
+/// # });
+/// ```
+pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(CurrentContext::carry(future))
+}

@@ -1,0 +1,177 @@
+//! The current context: read from helpers deep inside stage tasks, handlers and jobs, never from
+//! outside of them.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use buvar_kit::{
+    BoxError, Cancel, Context, ContextLayer, Jobs, Plugin, Prepare, RequestContext, Stage,
+};
+use http::StatusCode;
+use http_body_util::BodyExt;
+use tokio::sync::{Barrier, oneshot};
+use tower::ServiceExt;
+
+#[derive(Debug)]
+struct FromPlugin(&'static str);
+#[derive(Debug)]
+struct FromTask(String);
+
+fn level_three() -> Result<(String, String), BoxError> {
+    let plugin = buvar_kit::get::<FromPlugin>()?;
+    let task = buvar_kit::get::<FromTask>()?;
+    Ok((plugin.0.to_owned(), task.0.clone()))
+}
+
+fn level_two() -> Result<(String, String), BoxError> {
+    level_three()
+}
+
+async fn level_one() -> Result<(String, String), BoxError> {
+    tokio::task::yield_now().await;
+    level_two()
+}
+
+#[tokio::test]
+async fn a_helper_three_calls_deep_in_a_task_reads_the_plugin_and_the_task_context() {
+    async fn app(cx: Prepare) -> Result<(), BoxError> {
+        cx.context().add(FromPlugin("plugin"));
+        // The prepare step has the plugin context as its current one.
+        assert_eq!(buvar_kit::get::<FromPlugin>()?.0, "plugin");
+        cx.task("reader", |_: Context| async move {
+            Context::current()?.add(FromTask("task".into()));
+            let read = level_one().await?;
+            buvar_kit::get::<Cancel>()?.cancel();
+            Ok::<_, BoxError>(read)
+        });
+        Ok(())
+    }
+    let report = Stage::new()
+        .load(Plugin::new("app", app))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(
+        report.tasks()[0].value::<(String, String)>(),
+        Some(&("plugin".to_owned(), "task".to_owned())),
+        "{:?}",
+        report.tasks()[0]
+    );
+}
+
+#[tokio::test]
+async fn concurrent_tasks_each_see_their_own_writes_only() {
+    async fn app(cx: Prepare) -> Result<(), BoxError> {
+        let both_wrote = Arc::new(Barrier::new(2));
+        for name in ["one", "two"] {
+            let both_wrote = both_wrote.clone();
+            cx.task(name, move |_: Context| async move {
+                Context::current()?.add(FromTask(name.to_owned()));
+                // Neither reads before both have written.
+                both_wrote.wait().await;
+                let seen = buvar_kit::get::<FromTask>()?.0.clone();
+                Ok::<_, BoxError>(seen)
+            });
+        }
+        Ok(())
+    }
+    let report = Stage::new()
+        .load(Plugin::new("app", app))
+        .run()
+        .await
+        .unwrap();
+    let seen: Vec<Option<&String>> = report.tasks().iter().map(|t| t.value::<String>()).collect();
+    assert_eq!(seen, [Some(&"one".to_owned()), Some(&"two".to_owned())]);
+}
+
+struct User(&'static str);
+
+fn user_name() -> String {
+    buvar_kit::get::<User>().map_or_else(|err| err.to_string(), |user| user.0.to_owned())
+}
+
+async fn handler() -> String {
+    user_name()
+}
+
+async fn authenticate(request: Request, next: Next) -> Response {
+    let context = request.extensions().get::<RequestContext>().unwrap();
+    context.context().add(User("ada"));
+    next.run(request).await
+}
+
+#[tokio::test]
+async fn a_handlers_helper_reads_what_a_middleware_added_to_the_request_context() {
+    let plugins = Context::new();
+    let router = Router::new()
+        .route("/", get(handler))
+        .layer(middleware::from_fn(authenticate))
+        .layer(ContextLayer::new(plugins.clone()));
+    let response = router
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"ada");
+    assert!(
+        plugins.get::<User>().is_err(),
+        "the request's value stayed in the request"
+    );
+}
+
+#[tokio::test]
+async fn a_job_spawned_with_the_helper_sees_its_parents_context_and_a_plain_spawn_gets_the_error() {
+    let context = Context::new();
+    context.add(FromPlugin("parent"));
+    let jobs = Jobs::new();
+    let (job_tx, job_rx) = oneshot::channel();
+    let (spawned, plain) = context
+        .scope(async {
+            jobs.spawn("reader", async move {
+                job_tx
+                    .send(buvar_kit::get::<FromPlugin>().map(|v| v.0))
+                    .ok();
+            });
+            let spawned = buvar_kit::spawn(async { buvar_kit::get::<FromPlugin>().map(|v| v.0) });
+            let plain = tokio::spawn(async { buvar_kit::get::<FromPlugin>().map(|v| v.0) });
+            (spawned.await.unwrap(), plain.await.unwrap())
+        })
+        .await;
+    assert_eq!(job_rx.await.unwrap().unwrap(), "parent");
+    assert_eq!(spawned.unwrap(), "parent");
+    let err = plain.unwrap_err();
+    assert!(err.is_outside_context(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("a plain `tokio::spawn` carries none"),
+        "{err}"
+    );
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn current_outside_a_stage_is_an_error_naming_where_a_context_exists() {
+    assert!(Context::try_current().is_none());
+    let err = Context::current().unwrap_err().to_string();
+    for place in [
+        "a plugin's prepare step",
+        "a stage task",
+        "a request handler behind `ContextLayer`",
+        "`Jobs::spawn`",
+        "`buvar_kit::spawn`",
+    ] {
+        assert!(err.contains(place), "{place} missing from: {err}");
+    }
+    let err = buvar_kit::nject::<FromPlugin>().await.unwrap_err();
+    assert!(err.is_outside_context(), "{err}");
+    assert!(
+        err.to_string().starts_with("cannot resolve `FromPlugin`"),
+        "{err}"
+    );
+}
