@@ -266,8 +266,7 @@ fn the_supervisor_exits_non_zero_when_no_worker_becomes_ready() {
         "--fail-if-exists",
         fail.to_str().unwrap(),
     ])
-    .err()
-    .expect("the server must not come up");
+    .expect_err("the server must not come up");
     assert!(err.starts_with("exit status: 1"), "{err}");
     assert!(err.contains("no worker became ready"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
