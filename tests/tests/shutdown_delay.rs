@@ -92,9 +92,9 @@ async fn sigterm_with_a_delay_fails_readiness_at_once_serves_for_the_delay_then_
         not_ready_after < Duration::from_millis(100),
         "{not_ready_after:?}"
     );
-    // A connection the kernel queued in the instant the last worker closed the listener is
-    // reset, not refused (the serving drain closes listeners without emptying their queue):
-    // that one race is tolerated at the refusal itself, nothing before it.
+    // The drain serves what is queued before it closes the listener, but a connection that
+    // arrives between that last accept and the close is reset, not refused: that one race is
+    // tolerated at the refusal itself, nothing before it.
     let before_refusal: Vec<_> = failed
         .iter()
         .filter(|(at, _)| *at + Duration::from_millis(50) < refused_after)

@@ -324,50 +324,88 @@ where
         // backlog, where they cost this process nothing.
         let slot = tokio::select! {
             biased;
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => return take_queued(listener, connections).await,
             slot = connections.slots.clone().acquire_owned() => slot,
         };
         let Ok(slot) = slot else { return };
         let (stream, _peer) = tokio::select! {
             biased;
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => return take_queued(listener, connections).await,
             accepted = axum::serve::Listener::accept(&mut listener) => accepted,
         };
-        let Connections {
-            service,
-            http,
-            tracker,
-            close_idle,
-            kill,
-            slots: _,
-        } = connections.clone();
-        tracker.spawn(async move {
-            let _slot = slot;
-            let service = ConnectionService::new(service);
-            let mut connection = pin!(
-                http.serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades()
-            );
-            let ended = tokio::select! {
-                ended = connection.as_mut() => Some(ended),
-                () = close_idle.cancelled() => None,
-                () = kill.cancelled() => return,
-            };
-            let ended = match ended {
-                Some(ended) => ended,
-                None => {
-                    connection.as_mut().graceful_shutdown();
-                    tokio::select! {
-                        ended = connection => ended,
-                        () = kill.cancelled() => return,
-                    }
-                }
-            };
-            if let Err(err) = ended {
-                tracing::debug!(error = %err, "connection ended with an error");
-            }
-        });
+        serve_connection(stream, Some(slot), connections.clone());
     }
+}
+
+/// Accepts what the kernel already queued when the drain began: closing the listener would
+/// reset those connections (clients that reconnected after a `Connection: close` while another
+/// worker still held the socket). They are served like the open ones, draining.
+async fn take_queued<S, B>(mut listener: Listener, connections: Connections<S>)
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: HttpBody<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+{
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            accepted = axum::serve::Listener::accept(&mut listener) => accepted,
+            () = std::future::ready(()) => return,
+        };
+        let slot = connections.slots.clone().try_acquire_owned().ok();
+        serve_connection(accepted.0, slot, connections.clone());
+    }
+}
+
+fn serve_connection<S, B>(
+    stream: <Listener as axum::serve::Listener>::Io,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    connections: Connections<S>,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: HttpBody<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+{
+    let Connections {
+        service,
+        http,
+        tracker,
+        close_idle,
+        kill,
+        slots: _,
+    } = connections;
+    tracker.spawn(async move {
+        let _slot = slot;
+        let service = ConnectionService::new(service);
+        let mut connection = pin!(
+            http.serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
+        );
+        let ended = tokio::select! {
+            ended = connection.as_mut() => Some(ended),
+            () = close_idle.cancelled() => None,
+            () = kill.cancelled() => return,
+        };
+        let ended = match ended {
+            Some(ended) => ended,
+            None => {
+                connection.as_mut().graceful_shutdown();
+                tokio::select! {
+                    ended = connection => ended,
+                    () = kill.cancelled() => return,
+                }
+            }
+        };
+        if let Err(err) = ended {
+            tracing::debug!(error = %err, "connection ended with an error");
+        }
+    });
 }
 
 #[cfg(test)]

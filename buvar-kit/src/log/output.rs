@@ -55,6 +55,9 @@ pub(super) struct Sink {
     /// Set once the backlog cannot be written for a reason other than a full output (the
     /// reader is gone): nothing is kept from then on.
     broken: bool,
+    /// The process whose lines the backlog holds: a forked worker inherits a copy of its
+    /// parent's backlog, which is the parent's to write, not the worker's.
+    owner: u32,
 }
 
 impl Sink {
@@ -65,6 +68,17 @@ impl Sink {
             limit,
             dropped: 0,
             broken: false,
+            owner: std::process::id(),
+        }
+    }
+
+    /// Forgets what a parent process left in the backlog before it forked this one.
+    fn adopt(&mut self) {
+        let pid = std::process::id();
+        if self.owner != pid {
+            self.owner = pid;
+            self.backlog.clear();
+            self.dropped = 0;
         }
     }
 
@@ -132,7 +146,11 @@ fn sink() -> &'static Mutex<Option<Sink>> {
 }
 
 fn lock() -> MutexGuard<'static, Option<Sink>> {
-    sink().lock().unwrap_or_else(PoisonError::into_inner)
+    let mut sink = sink().lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(sink) = sink.as_mut() {
+        sink.adopt();
+    }
+    sink
 }
 
 /// A non-blocking way to write this process's standard output; `None` when it is closed.
@@ -248,6 +266,33 @@ mod tests {
         assert!(got.len() % 100 == 0, "only whole lines: {}", got.len());
         assert!(got.chunks(100).all(|chunk| chunk == line.as_slice()));
         assert_eq!(got.len() as u64 / 100 + dropped, 2000);
+    }
+
+    #[test]
+    fn a_stalled_socket_reader_never_blocks_the_writer() {
+        let (reader, writer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut sink = Sink::new(
+            Target::Socket(socket2::Socket::from(std::os::fd::OwnedFd::from(writer))),
+            4096,
+        );
+        for _ in 0..100_000 {
+            sink.push(b"a line nobody reads\n");
+        }
+        assert!(sink.dropped > 0);
+        assert!(sink.backlog.len() <= 4096);
+        drop(reader);
+    }
+
+    #[test]
+    fn a_forked_process_does_not_write_its_parents_backlog() {
+        let (_read, mut sink) = small_pipe();
+        sink.backlog.extend(b"the parent's line\n");
+        sink.dropped = 3;
+        sink.owner = std::process::id() + 1;
+        sink.adopt();
+        assert!(sink.backlog.is_empty());
+        assert_eq!(sink.dropped, 0);
+        assert_eq!(sink.owner, std::process::id());
     }
 
     #[test]
