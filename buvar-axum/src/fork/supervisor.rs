@@ -319,6 +319,7 @@ impl Supervisor {
                 })
             })
             .count();
+        crate::metrics::supervisor_status(total, ready);
         let settled = !self.rolling && self.step.is_none();
         if !self.announced_ready && settled && ready == total {
             self.announced_ready = true;
@@ -363,6 +364,20 @@ impl Supervisor {
                 WaitStatus::Signaled(pid, signal, _) => (pid, format!("was killed by {signal}")),
                 _ => continue,
             };
+            if let Some(child) = self.children.iter().find(|child| child.pid == pid) {
+                // What the worker counted joins the metrics' retired totals (memory only).
+                crate::metrics::worker_reaped(
+                    child.pid.as_raw(),
+                    crate::metrics::ExitCause::of(
+                        matches!(status, WaitStatus::Signaled(..)),
+                        matches!(status, WaitStatus::Exited(_, 0)),
+                        child.kill_at.is_some(),
+                        self.stopping,
+                        child.missed_heartbeat,
+                        child.missed_readiness,
+                    ),
+                );
+            }
             self.on_exit(pid, how);
         }
     }
