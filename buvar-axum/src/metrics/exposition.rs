@@ -165,6 +165,9 @@ fn write_supervisor(out: &mut String, region: &Region) {
     }
 }
 
+/// One value of a process's stats, if known.
+type ProcessValue = fn(&ProcessStats) -> Option<f64>;
+
 fn write_processes(out: &mut String, region: &Region, supervised: bool) {
     let mut processes: Vec<(String, ProcessStats)> = Vec::new();
     if supervised {
@@ -180,7 +183,7 @@ fn write_processes(out: &mut String, region: &Region, supervised: bool) {
             ));
         }
     }
-    let metrics: [(&str, &str, &str, fn(&ProcessStats) -> Option<f64>); 4] = [
+    let metrics: [(&str, &str, &str, ProcessValue); 4] = [
         (
             "process_resident_memory_bytes",
             "Resident memory of each process of the service, in bytes.",

@@ -99,11 +99,14 @@ pub(crate) struct HttpMetricsLayer {
     shared: Arc<Shared>,
 }
 
+/// The histogram of one method and status of a route.
+type Duration = (Method, u16, Histogram);
+
 #[derive(Debug)]
 struct Shared {
     active: Gauge,
     /// Handles by route template, then method and status: resolved once per combination.
-    durations: RwLock<HashMap<Box<str>, Vec<(Method, u16, Histogram)>>>,
+    durations: RwLock<HashMap<Box<str>, Vec<Duration>>>,
 }
 
 impl HttpMetricsLayer {
