@@ -6,7 +6,8 @@
 #   scripts/bench-instructions.sh            # all variants, 2 s and 6 s of load
 #   SHORT=1 LONG=3 scripts/bench-instructions.sh a c
 # Variants: a (plain axum), i (plain axum with tower-http layers), c (buvar-axum, one
-# process, current-thread runtime), e (as c, the three extractors). Needs valgrind and wrk.
+# process, current-thread runtime), e (as c, the three extractors), o (as c, `[metrics]` off).
+# Needs valgrind and wrk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,10 +31,11 @@ run() {
     case $variant in
         a) command=("$bin/plain-axum" "127.0.0.1:$port") ;;
         i) command=("$bin/plain-axum" "127.0.0.1:$port"); env=(PLAIN_AXUM_LAYERS=1) ;;
-        c|e) command=("$bin/buvar-server")
+        c|e|o) command=("$bin/buvar-server")
              env=(APP_HTTP_HOST=127.0.0.1 APP_HTTP_PORT=$port APP_HTTP_FORKS=1 APP_HTTP_THREADS=1)
-             [ "$variant" = e ] && env+=(BENCH_HANDLER=extract) ;;
-        *) echo "unknown variant $variant (a, i, c or e)" >&2; exit 2 ;;
+             [ "$variant" = e ] && env+=(BENCH_HANDLER=extract)
+             [ "$variant" = o ] && env+=(APP_METRICS_ENABLED=false) ;;
+        *) echo "unknown variant $variant (a, i, c, e or o)" >&2; exit 2 ;;
     esac
     env "${env[@]}" valgrind --tool=callgrind --callgrind-out-file="$out" "${command[@]}" \
         >"$work/$variant.log" 2>&1 &

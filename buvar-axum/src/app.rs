@@ -12,12 +12,18 @@ use buvar_kit::plugin::Signals;
 use buvar_kit::{ConfigSource, Context, Plugin, Stage};
 use clap::Parser;
 
+#[cfg(target_os = "linux")]
+use crate::MetricsError;
 use crate::HttpConfig;
 #[cfg(target_os = "linux")]
 use crate::fork::{Credentials, Prefork, Worker};
+#[cfg(target_os = "linux")]
+use crate::metrics::{self, MetricsConfig, MetricsSocket};
 use crate::server::{self, ServicePlugins};
 #[cfg(target_os = "linux")]
 use crate::server::{InheritedSockets, Supervisor};
+#[cfg(target_os = "linux")]
+use crate::sockets::SocketUri;
 
 /// Command-line flags every buvar service understands.
 #[derive(Debug, Parser)]
@@ -88,6 +94,7 @@ impl Service {
         }
         .section::<HttpConfig>()
         .section::<LogConfig>()
+        .section::<MetricsConfig>()
     }
 
     /// Loads `plugin` in every worker.
@@ -185,7 +192,12 @@ impl Service {
     /// worker.
     #[cfg(target_os = "linux")]
     fn serve(self, source: ConfigSource, http: Arc<HttpConfig>) -> Result<ExitCode, String> {
-        let uris = http.socket_uris().map_err(|e| e.to_string())?;
+        let mut uris = http.socket_uris().map_err(|e| e.to_string())?;
+        let metrics_config = source
+            .section::<MetricsConfig>()
+            .map_err(|e| e.to_string())?;
+        let metrics_listen =
+            metrics_listen(&metrics_config, &mut uris).map_err(|e| e.to_string())?;
         // Resolved before binding, so a typo costs nothing and binding still runs as root.
         let credentials = match &http.user {
             Some(user) => {
@@ -198,6 +210,7 @@ impl Service {
         };
         let sockets =
             crate::sockets::bind(&uris, &http.bind_options()).map_err(|e| e.to_string())?;
+        metrics::before_fork(&metrics_config).map_err(|e| e.to_string())?;
         let plugins = Arc::new(self);
         Prefork::new(sockets)
             .workers(http.forks)
@@ -205,7 +218,7 @@ impl Service {
             .shutdown_delay(http.shutdown_delay())
             .heartbeat_timeout(http.heartbeat_timeout())
             .credentials(credentials)
-            .run(|worker| plugins.run_worker(worker, &source, &http))
+            .run(|worker| plugins.run_worker(worker, &source, &http, metrics_listen.as_ref()))
             .map_err(|e| e.to_string())
     }
 
@@ -265,7 +278,13 @@ impl Service {
     }
 
     #[cfg(target_os = "linux")]
-    fn run_worker(&self, mut worker: Worker, source: &ConfigSource, http: &HttpConfig) -> i32 {
+    fn run_worker(
+        &self,
+        mut worker: Worker,
+        source: &ConfigSource,
+        http: &HttpConfig,
+        metrics_listen: Option<&SocketUri>,
+    ) -> i32 {
         log::set_worker(worker.index());
         let runtime = if http.threads <= 1 {
             tokio::runtime::Builder::new_current_thread()
@@ -293,7 +312,14 @@ impl Service {
                 }
             };
             let context = Context::new();
-            context.add(InheritedSockets::new(worker.take_sockets()));
+            let (metrics_socket, sockets): (Vec<_>, Vec<_>) = worker
+                .take_sockets()
+                .into_iter()
+                .partition(|socket| Some(socket.uri()) == metrics_listen);
+            context.add(MetricsSocket(std::sync::Mutex::new(
+                metrics_socket.into_iter().next(),
+            )));
+            context.add(InheritedSockets::new(sockets));
             let worker = Arc::new(worker);
             context.add_arc::<dyn Supervisor>(worker.clone());
             let prepared = match self.stage(context, source.clone(), http).prepare().await {
@@ -313,4 +339,23 @@ impl Service {
             i32::from(!report.is_success())
         })
     }
+}
+
+/// The `[metrics] listen` socket, added to the sockets to bind; it must not be one of them.
+#[cfg(target_os = "linux")]
+fn metrics_listen(
+    config: &MetricsConfig,
+    uris: &mut Vec<SocketUri>,
+) -> Result<Option<SocketUri>, MetricsError> {
+    config.validate()?;
+    let listen = config.listen_uri()?.filter(|_| config.enabled);
+    if let Some(uri) = &listen {
+        if uris.contains(uri) {
+            return Err(MetricsError::SharedListen {
+                uri: uri.to_string(),
+            });
+        }
+        uris.push(uri.clone());
+    }
+    Ok(listen)
 }

@@ -40,6 +40,7 @@
 //! | [`Service`] | a service's `main`: flags, config, logging, sockets, pre-fork, stage |
 //! | [`plugin`], [`PrepareExt`] | the server plugin and how plugins contribute routes |
 //! | [`HttpConfig`] | the `[http]` section |
+//! | [`MetricsConfig`] | the `[metrics]` section: Prometheus metrics across the workers |
 //! | [`sockets`] | socket URIs, bound once, and listeners over them |
 //! | `fork` | the pre-fork supervisor and its workers (Linux only) |
 //! | [`serving`] | serving a router on sockets with a graceful drain |
@@ -59,6 +60,7 @@ mod app;
 mod config;
 #[cfg(target_os = "linux")]
 pub mod fork;
+mod metrics;
 mod server;
 pub mod serving;
 pub mod sockets;
@@ -68,6 +70,7 @@ pub use app::Service;
 pub use buvar_kit::extract::{Component, Config, Inject};
 pub use buvar_kit::{ContextLayer, Jobs};
 pub use config::HttpConfig;
+pub use metrics::{MetricsConfig, MetricsError};
 pub use server::{
     InheritedSockets, PLUGIN_NAME, PrepareExt, Readiness, ServerError, Supervisor, plugin, router,
 };

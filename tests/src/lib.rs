@@ -8,6 +8,8 @@ pub mod process;
 pub mod service;
 pub mod template;
 
+pub mod metrics;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::ChildStdout;
 use std::sync::mpsc::{Receiver, channel};

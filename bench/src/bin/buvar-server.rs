@@ -4,6 +4,9 @@
 //! `GET /` answers `Hello, world` (variants c and d); with `BENCH_HANDLER=extract` its handler
 //! first uses all three extractors, `Component<T>`, `Inject<T>` and `Config<T>` (variant e).
 //! One path for both, so that routing and parsing cost the same.
+//!
+//! With `BENCH_SERIES=N`, each worker records N series of `bench_series_total` at start (the
+//! scrape benchmark).
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -38,6 +41,13 @@ async fn prepare(cx: Prepare) -> Result<(), BoxError> {
         get(hello)
     };
     cx.routes(Router::new().route("/", handler));
+    let series: u32 = match std::env::var("BENCH_SERIES") {
+        Ok(n) => n.parse()?,
+        Err(_) => 0,
+    };
+    for n in 0..series {
+        metrics::counter!("bench_series_total", "series" => n.to_string()).increment(1);
+    }
     Ok(())
 }
 

@@ -66,7 +66,7 @@ pub(super) enum Notice {
 
 /// Why a worker was killed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KillCause {
+pub(super) enum KillCause {
     NotReady,
     Heartbeat,
     Deadline,
@@ -103,6 +103,20 @@ impl ChildState {
     fn is_ready(self) -> bool {
         matches!(self, ChildState::Ready { .. } | ChildState::Retiring { .. })
     }
+}
+
+/// What the policy had decided for a worker when it ended, so its exit can be told apart
+/// (the metrics count exits by cause).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fate {
+    /// Nobody asked it to stop: its exit was its own (or an operator's signal).
+    Unasked,
+    /// Asked to stop while the service serves on: replaced, recycled or removed.
+    Replaced,
+    /// Asked to stop because the service stops.
+    ServiceStopping,
+    /// Killed by the supervisor for this reason.
+    Killed(KillCause),
 }
 
 /// A forked worker that was not reaped yet.
@@ -202,6 +216,23 @@ impl Policy {
     /// How many slots there are (the worker count).
     pub(super) fn slots(&self) -> usize {
         self.slots.len()
+    }
+
+    /// What was decided for `pid`, a worker not reaped yet; `None` for any other pid.
+    pub(super) fn fate(&self, pid: Pid) -> Option<Fate> {
+        let child = self.children.iter().find(|child| child.pid == pid)?;
+        let stopping = matches!(self.mode, Mode::Stopping { .. });
+        Some(match child.state {
+            ChildState::Killed {
+                cause: cause @ (KillCause::NotReady | KillCause::Heartbeat),
+            } => Fate::Killed(cause),
+            _ if stopping => Fate::ServiceStopping,
+            ChildState::Killed { cause } => Fate::Killed(cause),
+            ChildState::Stopping { .. } => Fate::Replaced,
+            ChildState::Starting { .. } | ChildState::Ready { .. } | ChildState::Retiring { .. } => {
+                Fate::Unasked
+            }
+        })
     }
 
     /// `Some` once stopping and every worker is reaped.

@@ -22,7 +22,7 @@ use nix::{
 use super::{
     ForkError, Settings, Worker,
     notify::Notifier,
-    policy::{Action, Event, Notice, Outcome, Policy, Timing},
+    policy::{Action, Event, Fate, KillCause, Notice, Outcome, Policy, Timing},
     signals,
 };
 use crate::sockets::BoundSocket;
@@ -92,8 +92,12 @@ impl Supervisor {
             for event in events {
                 self.handle(event, work)?;
             }
-            for (pid, how) in reap()? {
+            for (pid, how, status) in reap()? {
                 self.pipes.retain(|(child, _)| *child != pid);
+                if let Some(fate) = self.policy.fate(pid) {
+                    // What the worker counted joins the metrics' retired totals (memory only).
+                    crate::metrics::worker_reaped(pid.as_raw(), exit_cause(status, fate));
+                }
                 self.handle(Event::Exited(pid, how), work)?;
             }
             self.handle(Event::Tick, work)?;
@@ -146,8 +150,14 @@ impl Supervisor {
                 }
                 Action::CloseSockets => self.sockets.clear(),
                 Action::Notify(notice) => match notice {
-                    Notice::Ready { ready, total } => self.notifier.ready(ready, total),
-                    Notice::Status { ready, total } => self.notifier.status(ready, total),
+                    Notice::Ready { ready, total } => {
+                        crate::metrics::supervisor_status(total, ready);
+                        self.notifier.ready(ready, total);
+                    }
+                    Notice::Status { ready, total } => {
+                        crate::metrics::supervisor_status(total, ready);
+                        self.notifier.status(ready, total);
+                    }
                     Notice::Reloading => self.notifier.reloading(),
                     Notice::Stopping => self.notifier.stopping(),
                 },
@@ -282,7 +292,7 @@ fn finish(outcome: Outcome) -> Result<ExitCode, ForkError> {
 
 /// Every child that ended since the last call (`waitpid(-1, WNOHANG)` until nothing is left),
 /// with how it ended.
-fn reap() -> Result<Vec<(Pid, String)>, ForkError> {
+fn reap() -> Result<Vec<(Pid, String, WaitStatus)>, ForkError> {
     let mut exited = Vec::new();
     loop {
         let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
@@ -293,13 +303,29 @@ fn reap() -> Result<Vec<(Pid, String)>, ForkError> {
         };
         match status {
             WaitStatus::Exited(pid, code) => {
-                exited.push((pid, format!("exited with status {code}")))
+                exited.push((pid, format!("exited with status {code}"), status))
             }
             WaitStatus::Signaled(pid, signal, _) => {
-                exited.push((pid, format!("was killed by {signal}")));
+                exited.push((pid, format!("was killed by {signal}"), status));
             }
             _ => {}
         }
+    }
+}
+
+/// Why a reaped worker ended, as the metrics count it.
+fn exit_cause(status: WaitStatus, fate: Fate) -> crate::metrics::ExitCause {
+    use crate::metrics::ExitCause;
+    match fate {
+        Fate::Killed(KillCause::Heartbeat) => ExitCause::Heartbeat,
+        Fate::Killed(KillCause::NotReady) => ExitCause::NotReady,
+        Fate::ServiceStopping => ExitCause::Shutdown,
+        Fate::Replaced | Fate::Killed(_) => ExitCause::Recycled,
+        Fate::Unasked => match status {
+            WaitStatus::Signaled(..) => ExitCause::Signal,
+            WaitStatus::Exited(_, 0) => ExitCause::Exited,
+            _ => ExitCause::Crash,
+        },
     }
 }
 

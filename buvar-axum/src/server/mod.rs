@@ -25,7 +25,7 @@ use tower_http::trace::TraceLayer;
 
 use request_id::{RequestIdLayer, X_REQUEST_ID};
 pub use routes::PrepareExt;
-pub(crate) use routes::Routes;
+pub(crate) use routes::{Routes, merge as merge_routes};
 use timeout::RequestTimeoutLayer;
 
 use crate::HttpConfig;
@@ -51,6 +51,9 @@ pub fn plugin() -> Plugin {
 async fn prepare(cx: Prepare) -> Result<(), BoxError> {
     let http = http_config(cx.context())?;
     let readiness = cx.context().add(Readiness::default());
+    if let Some(layer) = crate::metrics::prepare(&cx)? {
+        cx.context().add(layer);
+    }
     if let Some(inherited) = cx.context().try_get::<InheritedSockets>() {
         for (uri, local) in inherited.addresses() {
             cx.context().add_named(&uri.to_string(), local);
@@ -256,6 +259,8 @@ where
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
     let router = routes::merge(Routes::merged(context)?, builtin, PLUGIN_NAME)?;
+    let router = crate::metrics::attach(context, router)?;
+    let metrics = context.try_get::<crate::metrics::HttpMetricsLayer>();
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<B>| {
         // At debug level: a span per request costs a tenth of the throughput with a JSON
         // subscriber; `APP_LOG_LEVEL=debug` (or `RUST_LOG=buvar_axum=debug`) turns it on. The
@@ -268,6 +273,7 @@ where
         )
     });
     Ok(ServiceBuilder::new()
+        .option_layer(metrics.map(|layer| (*layer).clone()))
         .layer(RequestIdLayer::new(std::process::id()))
         .layer(trace)
         .layer(CatchPanicLayer::new())

@@ -1,7 +1,8 @@
 //! A service built with [`Service`], the whole `main` builder, for the end-to-end tests:
 //! every `[http]` setting comes from the config file or `SVC_*` variables.
 //!
-//! Routes: `GET /pid` answers the worker's pid, `GET /slow?ms=N` answers after N milliseconds
+//! Routes: `GET /` counts `app_hits_total` (a metric of the service's own) and answers the
+//! worker's pid, `GET /pid` answers the worker's pid, `GET /slow?ms=N` answers after N milliseconds
 //! (and logs `slow request started` when it starts),
 //! `GET /block?ms=N` blocks the worker's runtime for N milliseconds, `POST /echo` answers the
 //! length of the body it read.
@@ -60,6 +61,13 @@ async fn vault(cx: Prepare) -> Result<(), BoxError> {
 async fn routes(cx: Prepare) -> Result<(), BoxError> {
     cx.routes(
         Router::new()
+            .route(
+                "/",
+                get(|| async {
+                    metrics::counter!("app_hits_total").increment(1);
+                    std::process::id().to_string()
+                }),
+            )
             .route("/pid", get(|| async { std::process::id().to_string() }))
             .route(
                 "/slow",
