@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use crate::{line_channel, live_children, processes};
+use crate::{line_channel, live_children};
 
 /// The path of one of this crate's binaries (`prefork-server`, `service-server`), which cargo
 /// builds before it runs the tests: beside the `deps/` directory of the running test.

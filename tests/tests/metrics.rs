@@ -1,14 +1,12 @@
 //! `[metrics]` of a real pre-forked `Service`: one scrape answers for the whole service while
 //! workers are killed, recycled and rolled.
 
-mod service_support;
-
 use std::io::{Read, Write};
 use std::time::Duration;
 
 use buvar_tests::metrics::{Sample, parse_samples, promtool_check, sum};
 use nix::sys::signal::Signal;
-use service_support::Service;
+use buvar_tests::service::Service;
 
 const DURATION_COUNT: &str = "http_server_request_duration_seconds_count";
 
@@ -205,7 +203,7 @@ fn metrics_on_a_listen_socket_are_served_only_there() {
 
 #[test]
 fn a_metrics_path_that_clashes_with_a_route_stops_the_start_naming_both() {
-    let output = service_support::run(
+    let output = buvar_tests::service::run(
         "[http]\nport = 0\nforks = 1\n[metrics]\npath = \"/pid\"\n",
         &[],
         &[],
@@ -226,7 +224,7 @@ fn a_metrics_path_that_clashes_with_a_route_stops_the_start_naming_both() {
 fn a_metrics_listen_address_in_use_is_an_error_naming_it() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let uri = format!("tcp://{}", taken.local_addr().unwrap());
-    let output = service_support::run(
+    let output = buvar_tests::service::run(
         &format!("[http]\nport = 0\nforks = 2\n[metrics]\nlisten = \"{uri}\"\n"),
         &[],
         &[],

@@ -33,7 +33,7 @@ impl Stalled {
         let config = dir.path().join("svc.toml");
         std::fs::write(&config, CONFIG).expect("write the config");
         let mut pipe = StalledPipe::new();
-        let child = service_support::command()
+        let child = buvar_tests::service::command()
             .arg("--config")
             .arg(&config)
             .stdout(pipe.stdout())
