@@ -110,7 +110,8 @@ fn coerce(raw: &str, kind: &Kind) -> Result<Value, String> {
                 Value::from(raw)
             }
         }
-        Kind::Float(_) => trimmed
+        // A duration in seconds stays a number, so its range check sees the number written.
+        Kind::Float(_) | Kind::Duration => trimmed
             .parse::<f64>()
             .map_or_else(|_| Value::from(raw), Value::from),
         Kind::List(item) => {
@@ -144,6 +145,7 @@ fn coerce(raw: &str, kind: &Kind) -> Result<Value, String> {
             toml_value(trimmed)?
         }
         Kind::Str
+        | Kind::FileMode
         | Kind::Char
         | Kind::Bytes
         | Kind::Unit

@@ -30,9 +30,12 @@ impl ConfigError {
         matches!(*self.0, ErrorKind::MissingFile { .. })
     }
 
-    /// A file exists but could not be read.
+    /// A file exists but could not be read: unreadable, not a regular file, or too large.
     pub fn is_io(&self) -> bool {
-        matches!(*self.0, ErrorKind::ReadFile { .. })
+        matches!(
+            *self.0,
+            ErrorKind::ReadFile { .. } | ErrorKind::NotAFile { .. } | ErrorKind::TooLarge { .. }
+        )
     }
 
     /// A file or text layer is not valid TOML.
@@ -47,10 +50,16 @@ impl ConfigError {
                 problems.iter().any(|problem| problem.what == What::Invalid)
             }
             ErrorKind::EnvValue { .. }
+            | ErrorKind::OutOfRange(_)
             | ErrorKind::NotATable { .. }
             | ErrorKind::Plugins { .. } => true,
             _ => false,
         }
+    }
+
+    /// A number is outside the range its section declares (see [`Limit`](super::Limit)).
+    pub fn is_out_of_range(&self) -> bool {
+        matches!(*self.0, ErrorKind::OutOfRange(_))
     }
 
     /// A required field has no value in any layer.
@@ -100,6 +109,37 @@ impl ConfigError {
         Self(Box::new(kind))
     }
 
+    pub(crate) fn not_a_file(path: &Path, via: Option<&str>, kind: &std::fs::FileType) -> Self {
+        use std::os::unix::fs::FileTypeExt;
+
+        let kind = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_fifo() {
+            "a pipe"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        Self(Box::new(ErrorKind::NotAFile {
+            path: path.to_owned(),
+            via: named_by(via),
+            kind,
+        }))
+    }
+
+    pub(crate) fn too_large(path: &Path, via: Option<&str>, limit: u64) -> Self {
+        Self(Box::new(ErrorKind::TooLarge {
+            path: path.to_owned(),
+            via: named_by(via),
+            limit_mib: limit / (1024 * 1024),
+        }))
+    }
+
     pub(crate) fn parse(origin: String, text: &str, error: &toml::de::Error) -> Self {
         let at = error
             .span()
@@ -139,6 +179,12 @@ impl ConfigError {
             found,
             origin,
         }))
+    }
+
+    /// `problems` are lines such as "`http.forks` must be between 0 and 1024, found 5000, from
+    /// TOML text".
+    pub(crate) fn out_of_range(problems: Vec<String>) -> Self {
+        Self(Box::new(ErrorKind::OutOfRange(problems)))
     }
 
     pub(crate) fn plugins(found: String, origin: String) -> Self {
@@ -196,6 +242,18 @@ pub(crate) enum ErrorKind {
         via: String,
         source: std::io::Error,
     },
+    #[error("config file {}{via} is {kind}, not a regular file; point to a TOML file", path.display())]
+    NotAFile {
+        path: PathBuf,
+        via: String,
+        kind: &'static str,
+    },
+    #[error("config file {}{via} is larger than {limit_mib} MiB; a config file is never that large, check the path", path.display())]
+    TooLarge {
+        path: PathBuf,
+        via: String,
+        limit_mib: u64,
+    },
     #[error("{origin} is not valid TOML{at}: {message}")]
     Parse {
         origin: String,
@@ -236,6 +294,8 @@ pub(crate) enum ErrorKind {
     },
     #[error("{}", Lines(.0))]
     UnknownKeys(Vec<super::UnknownKey>),
+    #[error("{}", Lines(.0))]
+    OutOfRange(Vec<String>),
     #[error("{}", Lines(.0))]
     Values(Vec<Problem>),
     #[error("cannot print the effective config as TOML: {message}")]

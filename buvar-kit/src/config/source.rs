@@ -46,6 +46,38 @@ impl Provider for Layer {
     }
 }
 
+/// The most a config file may hold: more is a mistake (a log, a device), not a config.
+pub(crate) const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
+
+/// Reads a config file: a regular file (never a device or a pipe, which could be read forever
+/// or block) of at most [`MAX_FILE_SIZE`] bytes.
+fn read_config_file(path: &Path, var: Option<&str>) -> Result<String, ConfigError> {
+    use std::io::Read;
+
+    let metadata =
+        std::fs::metadata(path).map_err(|error| ConfigError::missing_file(path, var, error))?;
+    if !metadata.is_file() {
+        return Err(ConfigError::not_a_file(path, var, &metadata.file_type()));
+    }
+    let file =
+        std::fs::File::open(path).map_err(|error| ConfigError::missing_file(path, var, error))?;
+    let mut bytes = Vec::new();
+    // One byte more than allowed tells a file at the limit from a larger one.
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| ConfigError::missing_file(path, var, error))?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(ConfigError::too_large(path, var, MAX_FILE_SIZE));
+    }
+    String::from_utf8(bytes).map_err(|error| {
+        ConfigError::missing_file(
+            path,
+            var,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, error.utf8_error()),
+        )
+    })
+}
+
 /// `["a", "b"]`, `v` -> `{ a = { b = v } }`; an empty path keeps a table as it is.
 pub(crate) fn nest(path: &[String], value: Value) -> Dict {
     let mut value = value;
@@ -236,8 +268,7 @@ impl ConfigSource {
     }
 
     fn file_named_by(self, path: &Path, var: Option<&str>) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|error| ConfigError::missing_file(path, var, error))?;
+        let text = read_config_file(path, var)?;
         let data: Dict = toml::from_str(&text).map_err(|error| {
             ConfigError::parse(format!("config file {}", path.display()), &text, &error)
         })?;
@@ -328,6 +359,7 @@ impl ConfigSource {
         let schema = &known.schema;
         let figment = self.figment_for(std::slice::from_ref(&known))?;
         let path = section_path(T::SECTION);
+        self.check_limits(&figment, schema)?;
         let focused = if path.is_empty() {
             figment.clone()
         } else {
@@ -375,6 +407,29 @@ impl ConfigSource {
             }
         }
         Ok(section)
+    }
+
+    /// Every number of the section within its declared range, checked on the values as written
+    /// so that nothing out of range reaches the code that uses them.
+    fn check_limits(&self, figment: &Figment, schema: &Schema) -> Result<(), ConfigError> {
+        let problems: Vec<String> = schema
+            .limits
+            .iter()
+            .filter_map(|limit| {
+                let key = schema.key_of(limit);
+                let value = figment.find_value(&key).ok()?;
+                let found = limit.check(&value).err()?;
+                let origin = self.origin_of(figment, &value, &section_path(&key));
+                Some(format!(
+                    "`{key}` must be {limit}, found {found}, from {origin}"
+                ))
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::out_of_range(problems))
+        }
     }
 
     fn known_section_paths(&self) -> Vec<Vec<String>> {
@@ -518,6 +573,7 @@ impl ConfigSource {
             key: plugins.key(),
             type_label: plugins.type_label(),
             default: None,
+            range: None,
         });
         for var in &self.inner.file_vars {
             help.push(EnvVar {
@@ -525,6 +581,7 @@ impl ConfigSource {
                 key: "(config file)".to_owned(),
                 type_label: "path".to_owned(),
                 default: None,
+                range: None,
             });
         }
         help.sort();
