@@ -46,6 +46,7 @@ impl ConfigError {
     /// A value has the wrong type or an unacceptable value.
     pub fn is_invalid_value(&self) -> bool {
         match &*self.0 {
+            ErrorKind::Several(errors) => errors.iter().any(ConfigError::is_invalid_value),
             ErrorKind::Values(problems) => {
                 problems.iter().any(|problem| problem.what == What::Invalid)
             }
@@ -59,12 +60,17 @@ impl ConfigError {
 
     /// A number is outside the range its section declares (see [`Limit`](super::Limit)).
     pub fn is_out_of_range(&self) -> bool {
-        matches!(*self.0, ErrorKind::OutOfRange(_))
+        match &*self.0 {
+            ErrorKind::OutOfRange(_) => true,
+            ErrorKind::Several(errors) => errors.iter().any(ConfigError::is_out_of_range),
+            _ => false,
+        }
     }
 
     /// A required field has no value in any layer.
     pub fn is_missing_field(&self) -> bool {
         match &*self.0 {
+            ErrorKind::Several(errors) => errors.iter().any(ConfigError::is_missing_field),
             ErrorKind::Values(problems) => {
                 problems.iter().any(|problem| problem.what == What::Missing)
             }
@@ -77,6 +83,7 @@ impl ConfigError {
     /// `#[serde(deny_unknown_fields)]`).
     pub fn is_unknown_key(&self) -> bool {
         match &*self.0 {
+            ErrorKind::Several(errors) => errors.iter().any(ConfigError::is_unknown_key),
             ErrorKind::Values(problems) => {
                 problems.iter().any(|problem| problem.what == What::Unknown)
             }
@@ -185,6 +192,15 @@ impl ConfigError {
     /// TOML text".
     pub(crate) fn out_of_range(problems: Vec<String>) -> Self {
         Self(Box::new(ErrorKind::OutOfRange(problems)))
+    }
+
+    /// `Ok` without errors, the error itself for one, all of them (one per line) for more.
+    pub(crate) fn all(mut errors: Vec<ConfigError>) -> Result<(), Self> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(Self(Box::new(ErrorKind::Several(errors)))),
+        }
     }
 
     pub(crate) fn plugins(found: String, origin: String) -> Self {
@@ -297,6 +313,8 @@ pub(crate) enum ErrorKind {
     #[error("{}", Lines(.0))]
     OutOfRange(Vec<String>),
     #[error("{}", Lines(.0))]
+    Several(Vec<ConfigError>),
+    #[error("{}", Lines(.0))]
     Values(Vec<Problem>),
     #[error("cannot print the effective config as TOML: {message}")]
     Dump { message: String },
@@ -397,7 +415,10 @@ impl Problem {
                 )
             }
             FigmentKind::UnknownField(field, expected) => {
-                path.push(field.clone());
+                // figment's path may already end with the field.
+                if path.last() != Some(field) {
+                    path.push(field.clone());
+                }
                 (
                     What::Unknown,
                     format!(

@@ -133,12 +133,12 @@ impl EnvHelp {
     }
 
     /// Orders the variables by name, for listing many sections together.
-    pub(crate) fn sort(&mut self) {
+    pub fn sort(&mut self) {
         self.vars.sort_by(|a, b| a.name.cmp(&b.name));
     }
 
-    /// Adds a variable that is not a section field.
-    pub(crate) fn push(&mut self, var: EnvVar) {
+    /// Adds a variable that is not a section field (a service's own, e.g. `APP_CONFIG`).
+    pub fn push(&mut self, var: EnvVar) {
         self.vars.push(var);
     }
 }

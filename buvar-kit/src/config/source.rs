@@ -120,6 +120,12 @@ pub fn serialize_defaults<T: Serialize>(value: &T) -> Result<Dict, ConfigError> 
 struct Known {
     schema: Schema,
     defaults: Option<Layer>,
+    /// Loads (and caches) the section, for [`ConfigSource::check`].
+    load: fn(&ConfigSource) -> Result<(), ConfigError>,
+}
+
+fn load_section<T: Section>(source: &ConfigSource) -> Result<(), ConfigError> {
+    source.section::<T>().map(drop)
 }
 
 type Cache = HashMap<TypeId, Arc<dyn Any + Send + Sync>, TypeIdBuildHasher>;
@@ -331,6 +337,73 @@ impl ConfigSource {
             .and_then(|section| section.clone().downcast::<T>().ok())
     }
 
+    /// Loads every section known so far (loaded or [registered](Self::register)), as a service
+    /// does at start-up before anything runs: every error at once, one per line. Tables of the
+    /// files that belong to no known section are warned about with the closest section name
+    /// (an error with [`deny_unknown_keys`](Self::deny_unknown_keys)).
+    ///
+    /// ```
+    /// use buvar_kit::config::ConfigSource;
+    /// use buvar_kit::log::LogConfig;
+    ///
+    /// let source = ConfigSource::new().toml("[log]\nformat = \"yaml\"")?;
+    /// source.register::<LogConfig>()?;
+    /// let error = source.check().unwrap_err();
+    /// assert!(error.to_string().starts_with("log.format: expected one of"), "{error}");
+    /// # Ok::<(), buvar_kit::config::ConfigError>(())
+    /// ```
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let known: Vec<Arc<Known>> = self.known().values().cloned().collect();
+        let mut errors: Vec<ConfigError> = known
+            .iter()
+            .filter_map(|known| (known.load)(self).err())
+            .collect();
+        let unknown = self.unknown_sections();
+        if self.inner.deny_unknown_keys && !unknown.is_empty() {
+            errors.push(ConfigError::unknown_keys(unknown));
+        } else {
+            for section in &unknown {
+                tracing::warn!(key = %section.key, origin = %section.origin, "{section}");
+            }
+        }
+        ConfigError::all(errors)
+    }
+
+    /// Tables at the root of the layers that no known section reads, e.g. `[htpp]`, each with
+    /// the closest known section.
+    pub fn unknown_sections(&self) -> Vec<UnknownKey> {
+        let known: Vec<Arc<Known>> = self.known().values().cloned().collect();
+        // A root section reads root keys, so every table may be one of its fields.
+        if known.iter().any(|known| known.schema.section.is_empty()) {
+            return Vec::new();
+        }
+        let sections: Vec<String> = known
+            .iter()
+            .map(|known| known.schema.section.to_owned())
+            .collect();
+        let Ok(Value::Dict(_, root)) = self.inner.figment.find_value("") else {
+            return Vec::new();
+        };
+        root.iter()
+            .filter(|(key, value)| {
+                matches!(value, Value::Dict(..))
+                    && !sections.iter().any(|section| {
+                        section == *key
+                            || section
+                                .strip_prefix(key.as_str())
+                                .is_some_and(|rest| rest.starts_with('.'))
+                    })
+            })
+            .map(|(key, value)| UnknownKey {
+                key: key.clone(),
+                origin: self.origin_of(&self.inner.figment, value, std::slice::from_ref(key)),
+                suggestion: env::closest(key, sections.iter().map(String::as_str))
+                    .map(str::to_owned),
+                what: "unknown section",
+            })
+            .collect()
+    }
+
     /// Makes `T` known without loading it, so [`env_warnings`](Self::env_warnings),
     /// [`unknown_keys`](Self::unknown_keys) and [`dump`](Self::dump) cover it.
     pub fn register<T: Section>(&self) -> Result<(), ConfigError> {
@@ -346,7 +419,11 @@ impl ConfigSource {
             metadata: Metadata::named(format!("defaults of {}", schema.type_name)),
             data: nest(&section_path(T::SECTION), Value::from(dict)),
         });
-        let known = Arc::new(Known { schema, defaults });
+        let known = Arc::new(Known {
+            schema,
+            defaults,
+            load: load_section::<T>,
+        });
         self.known()
             .entry(TypeId::of::<T>())
             .or_insert_with(|| known.clone());
@@ -360,6 +437,19 @@ impl ConfigSource {
         let figment = self.figment_for(std::slice::from_ref(&known))?;
         let path = section_path(T::SECTION);
         self.check_limits(&figment, schema)?;
+        // A section of the wrong type in a file is an error even when environment variables
+        // set fields of it (their table would replace it in the merged view).
+        if !path.is_empty() {
+            if let Ok(other) = self.inner.figment.find_value(T::SECTION) {
+                if !matches!(other, Value::Dict(..)) {
+                    return Err(ConfigError::not_a_table(
+                        T::SECTION.to_owned(),
+                        other.to_actual().to_string(),
+                        self.origin_of(&self.inner.figment, &other, &path),
+                    ));
+                }
+            }
+        }
         let focused = if path.is_empty() {
             figment.clone()
         } else {
@@ -690,6 +780,8 @@ pub struct UnknownKey {
     key: String,
     origin: String,
     suggestion: Option<String>,
+    /// `unknown key` or `unknown section`.
+    what: &'static str,
 }
 
 impl UnknownKey {
@@ -706,7 +798,7 @@ impl UnknownKey {
 
 impl fmt::Display for UnknownKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: unknown key, from {}", self.key, self.origin)?;
+        write!(f, "{}: {}, from {}", self.key, self.what, self.origin)?;
         match &self.suggestion {
             Some(suggestion) => write!(f, "; did you mean `{suggestion}`?"),
             None => f.write_str("; remove it or check its spelling"),
@@ -756,6 +848,7 @@ impl UnknownScan<'_> {
                     ),
                     suggestion: env::closest(key, fields.keys().map(String::as_str))
                         .map(str::to_owned),
+                    what: "unknown key",
                 }),
             }
         }

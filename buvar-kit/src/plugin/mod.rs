@@ -57,6 +57,7 @@ pub(crate) use stage::panic_message;
 pub use stage::{Prepared, Stage, StageReport};
 pub use task::{Task, TaskOutcome, TaskOutput, TaskState};
 
+use crate::config::{ConfigError, ConfigSource, Section};
 use crate::di::Adapters;
 use crate::jobs::Jobs;
 use crate::{BoxError, BoxFuture, Context};
@@ -66,7 +67,11 @@ use crate::{BoxError, BoxFuture, Context};
 pub struct Plugin {
     name: Cow<'static, str>,
     prepare: Arc<dyn Fn(Prepare) -> BoxFuture<'static, Result<(), BoxError>> + Send + Sync>,
+    sections: Vec<RegisterSection>,
 }
+
+/// Makes a section type known to a config source ([`ConfigSource::register`]).
+type RegisterSection = fn(&ConfigSource) -> Result<(), ConfigError>;
 
 impl Plugin {
     /// A plugin named `name` (its stable identity: loading the same name twice prepares it once)
@@ -83,7 +88,23 @@ impl Plugin {
                 let prepared = prepare(cx);
                 Box::pin(async move { prepared.await.map_err(Into::into) })
             }),
+            sections: Vec::new(),
         }
+    }
+
+    /// Declares a config section the plugin reads, so that a service's `--env-help`,
+    /// `--print-config`, start-up check and unknown-variable warnings cover it without `main`
+    /// declaring it too. The stage makes it known to its config source before preparing.
+    pub fn section<T: Section>(mut self) -> Self {
+        self.sections.push(ConfigSource::register::<T>);
+        self
+    }
+
+    /// Makes the sections this plugin [declares](Self::section) known to `source`.
+    pub fn register_sections(&self, source: &ConfigSource) -> Result<(), ConfigError> {
+        self.sections
+            .iter()
+            .try_for_each(|register| register(source))
     }
 
     /// The plugin's name.
@@ -181,6 +202,14 @@ impl Prepare {
             path: self.path.iter().cloned().chain([name.clone()]).collect(),
         };
         cell.get_or_try_init(|| async {
+            if let Some(source) = self.shared.context.try_get::<ConfigSource>() {
+                plugin
+                    .register_sections(&source)
+                    .map_err(|source| PluginError::Prepare {
+                        plugin: name.to_string(),
+                        source: source.into(),
+                    })?;
+            }
             tracing::debug!(plugin = %name, "preparing plugin");
             (plugin.prepare)(child).await.map_err(|source| {
                 // A nested load's failure already names the plugin that failed.
