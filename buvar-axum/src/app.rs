@@ -18,6 +18,7 @@ use crate::fork::{Credentials, Prefork, Worker};
 use crate::server::{self, InheritedSockets, ServicePlugins, Supervisor};
 
 mod error;
+mod workers;
 
 use error::StartError;
 
@@ -225,6 +226,9 @@ impl Service {
         };
         crate::sockets::open_files::raise_for(http.max_connections);
         let sockets = crate::sockets::bind(&uris, &http.bind_options())?;
+        // Logged here; `Prefork` counts the same CPUs for `forks = 0` (and, unlike an explicit
+        // 1, still supervises a single worker).
+        workers::count(http.forks);
         let plugins = Arc::new(self);
         Ok(Prefork::new(sockets)
             .workers(http.forks)

@@ -321,3 +321,18 @@ fn the_open_file_limit_is_raised_to_the_hard_limit_and_a_shortfall_is_warned_abo
     assert_eq!(open_files[3..5], ["4096", "4096"], "{limits}");
     assert!(warned, "no warning about max_connections");
 }
+
+#[test]
+fn several_workers_say_once_that_state_is_per_worker() {
+    let service = Service::start("[http]\nport = 0\nforks = 2\n", &[], 2);
+    let (status, stdout, err) = service.stop();
+    assert!(status.success(), "{err}");
+    assert_eq!(stdout.matches("state is per worker").count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("2 worker(s), from `http.forks`"),
+        "{stdout}"
+    );
+    let single = Service::start(BASE, &[], 1);
+    let (_, stdout, _) = single.stop();
+    assert!(!stdout.contains("state is per worker"), "{stdout}");
+}
