@@ -21,7 +21,12 @@ pub(crate) struct EnvSnapshot {
 
 impl EnvSnapshot {
     pub(crate) fn read(prefix: &str) -> Self {
-        let stem = format!("{prefix}_");
+        // An empty prefix maps `HTTP_PORT` to `http.port`: every variable is a candidate.
+        let stem = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}_")
+        };
         let vars = std::env::vars_os()
             .filter_map(|(name, value)| {
                 let name = name.into_string().ok()?;

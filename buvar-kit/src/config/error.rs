@@ -460,6 +460,18 @@ pub(crate) fn origin(metadata: &Metadata, path: &[String]) -> String {
             Some(line) => format!("{} {} line {line}", metadata.name, file.display()),
             None => format!("{} {}", metadata.name, file.display()),
         },
+        // figment names a serialised layer after its Rust type (`serde_json::value::Value`).
+        None if metadata
+            .name
+            .split_whitespace()
+            .next()
+            .is_some_and(|first| first.contains("::")) =>
+        {
+            format!(
+                "in-code values (a serialised `{}`)",
+                super::schema::short_name(&metadata.name)
+            )
+        }
         None => metadata.name.to_string(),
     }
 }

@@ -8,7 +8,7 @@
 //! ```
 //! use buvar_kit::config::ConfigSource;
 //!
-//! #[derive(serde::Deserialize, serde::Serialize)]
+//! #[derive(Debug, serde::Deserialize, serde::Serialize)]
 //! struct Socket {
 //!     #[serde(default, with = "buvar_kit::config::file_mode")]
 //!     mode: Option<u32>,
@@ -93,7 +93,8 @@ impl<'de> Visitor<'de> for Mode {
     }
 
     fn visit_newtype_struct<D: Deserializer<'de>>(self, inner: D) -> Result<u32, D::Error> {
-        inner.deserialize_u32(Mode)
+        // `str`, not `u32`: a lossy loader would turn the text "0660" into the number 660.
+        inner.deserialize_str(Mode)
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<u32, E> {

@@ -20,7 +20,7 @@ use super::duration;
 /// use std::time::Duration;
 /// use buvar_kit::config::{ConfigError, ConfigSource, Limit, Section};
 ///
-/// #[derive(serde::Deserialize)]
+/// #[derive(Debug, serde::Deserialize)]
 /// struct Pool {
 ///     size: u32,
 ///     #[serde(with = "buvar_kit::config::duration")]
@@ -140,13 +140,11 @@ impl Limit {
     /// in the error. Values of the wrong type pass here: deserialising reports them.
     pub(crate) fn check(&self, value: &Value) -> Result<(), String> {
         match (&self.range, value) {
-            (Range::Count(range), Value::Num(_, num)) => match written(*num) {
-                Written::Int(found)
-                    if found < i128::from(*range.start()) || found > i128::from(*range.end()) =>
-                {
-                    Err(found.to_string())
-                }
-                _ => Ok(()),
+            (Range::Count(range), Value::Num(_, num)) => Self::check_count(range, written(*num)),
+            // Loading reads numbers written as strings too (`"8"`), so they are checked alike.
+            (Range::Count(range), Value::String(_, text)) => match text.trim().parse::<i128>() {
+                Ok(found) => Self::check_count(range, Written::Int(found)),
+                Err(_) => Ok(()),
             },
             (Range::NonEmpty(_), Value::String(_, text)) if text.trim().is_empty() => {
                 Err(format!("{text:?}"))
@@ -160,6 +158,17 @@ impl Limit {
                     Ok(found) if !self.accepts(found) => Err(format!("{text:?}")),
                     _ => Ok(()),
                 }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn check_count(range: &RangeInclusive<u64>, found: Written) -> Result<(), String> {
+        match found {
+            Written::Int(found)
+                if found < i128::from(*range.start()) || found > i128::from(*range.end()) =>
+            {
+                Err(found.to_string())
             }
             _ => Ok(()),
         }
@@ -223,6 +232,7 @@ mod tests {
         );
         assert_eq!(limit.check(&Value::from(0_u64)), Err("0".to_owned()));
         assert_eq!(limit.check(&Value::from(-5_i64)), Err("-5".to_owned()));
+        assert_eq!(limit.check(&Value::from(" 0 ")), Err("0".to_owned()));
         // The wrong type is deserialisation's to report, with the expected type.
         assert_eq!(limit.check(&Value::from("ten")), Ok(()));
     }

@@ -139,7 +139,8 @@ impl Schema {
     pub(crate) fn of<T: Section>() -> Self {
         let type_name = std::any::type_name::<T>();
         let section_path = section_path(T::SECTION);
-        let mut tracer = Tracer::new(TracerConfig::default());
+        // A sample text that text-typed fields such as file modes accept while being traced.
+        let mut tracer = Tracer::new(TracerConfig::default().default_borrowed_str_value("0"));
         let samples = Samples::new();
         match tracer.trace_type_once::<T>(&samples) {
             Ok((format, _)) => {
@@ -330,7 +331,7 @@ impl Walker<'_> {
 
 /// `buvar_kit::log::LogFormat` -> `LogFormat`; serde-reflection already uses short names,
 /// but secrets announce their full type name.
-fn short_name(name: &str) -> String {
+pub(crate) fn short_name(name: &str) -> String {
     let stem = name.split('<').next().unwrap_or(name);
     stem.rsplit("::").next().unwrap_or(stem).to_owned()
 }

@@ -243,7 +243,8 @@ impl ConfigSource {
     }
 
     /// Reads environment overrides from variables starting with `prefix` and `_`: with
-    /// `"APP"`, `APP_HTTP_PORT` sets `http.port`.
+    /// `"APP"`, `APP_HTTP_PORT` sets `http.port`. With `""`, `HTTP_PORT` sets `http.port`
+    /// (and [`env_warnings`](Self::env_warnings) stays quiet, as every variable would match).
     pub fn env_prefix(self, prefix: &str) -> Self {
         let prefix = prefix.trim_end_matches('_').to_owned();
         self.rebuild(|_, inner| inner.prefix = Some(prefix))
@@ -299,7 +300,10 @@ impl ConfigSource {
     /// Adds in-code defaults as a layer; `value` must serialise to a table (a struct or map).
     pub fn defaults<T: Serialize>(self, value: &T) -> Result<Self, ConfigError> {
         let data = serialize_defaults(value)?;
-        let name = format!("defaults of {}", std::any::type_name::<T>());
+        let name = format!(
+            "in-code defaults of `{}`",
+            super::schema::short_name(std::any::type_name::<T>())
+        );
         Ok(self.add(Layer {
             metadata: Metadata::named(name),
             data,
@@ -416,7 +420,10 @@ impl ConfigSource {
         }
         let schema = Schema::of::<T>();
         let defaults = T::defaults()?.map(|dict| Layer {
-            metadata: Metadata::named(format!("defaults of {}", schema.type_name)),
+            metadata: Metadata::named(format!(
+                "in-code defaults of `{}`",
+                super::schema::short_name(schema.type_name)
+            )),
             data: nest(&section_path(T::SECTION), Value::from(dict)),
         });
         let known = Arc::new(Known {
@@ -483,8 +490,10 @@ impl ConfigSource {
                             .is_some_and(|rest| rest.starts_with('.')))
             })
         };
+        // Lossy: booleans written as `yes`/`on`/`1` and numbers written as strings read the same
+        // from every layer as they do from the environment.
         let section = focused
-            .extract::<T>()
+            .extract_lossy::<T>()
             .map_err(|error| ConfigError::values(error, &path, &env_hint, &is_secret))?;
         let sections = self.known_section_paths();
         let unknown = unknown_keys(&figment, schema, &sections);
@@ -605,8 +614,14 @@ impl ConfigSource {
 
     /// Variables with the source's prefix that set no field of any section known so far
     /// (loaded or [registered](Self::register)), each with the closest real variable.
+    /// Empty with an empty prefix, where every variable of the process would be a suspect.
     pub fn env_warnings(&self) -> Vec<EnvWarning> {
-        let Some(prefix) = &self.inner.prefix else {
+        let Some(prefix) = self
+            .inner
+            .prefix
+            .as_ref()
+            .filter(|prefix| !prefix.is_empty())
+        else {
             return Vec::new();
         };
         let known: Vec<Arc<Known>> = self.known().values().cloned().collect();
@@ -900,6 +915,84 @@ mod tests {
             Some(REDACTED)
         );
         assert!(value.find_ref("db.absent").is_none());
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Flags {
+        on: bool,
+        off: bool,
+    }
+    crate::section!(Flags, "flags");
+
+    #[test]
+    fn relaxed_booleans_read_alike_from_toml_and_serialised_layers() {
+        let toml = ConfigSource::new()
+            .toml("[flags]\non = \"yes\"\noff = \"OFF\"")
+            .unwrap()
+            .load::<Flags>()
+            .unwrap();
+        assert!(toml.on && !toml.off);
+        let mut dict = Dict::new();
+        dict.insert("on".to_owned(), Value::from("1"));
+        dict.insert("off".to_owned(), Value::from(0));
+        let serialised = ConfigSource::new()
+            .merge(figment::providers::Serialized::default("flags", dict))
+            .load::<Flags>()
+            .unwrap();
+        assert!(serialised.on && !serialised.off);
+        let error = ConfigSource::new()
+            .toml("[flags]\non = \"maybe\"\noff = false")
+            .unwrap()
+            .load::<Flags>()
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("flags.on: expected a boolean"),
+            "{error}"
+        );
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Foo {
+        bar: u16,
+    }
+    crate::section!(Foo, "foo");
+
+    #[test]
+    fn an_empty_prefix_reads_the_variables_env_help_advertises() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FOO_BAR", "7");
+            let source = ConfigSource::new().env_prefix("");
+            assert_eq!(source.load::<Foo>().unwrap().bar, 7);
+            let help = crate::config::env_help::<Foo>("");
+            assert_eq!(help.vars()[0].name, "FOO_BAR");
+            assert!(source.env_warnings().is_empty());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn serialised_layers_are_named_in_words() {
+        let mut dict = Dict::new();
+        dict.insert("bar".to_owned(), Value::from("x"));
+        let error = ConfigSource::new()
+            .merge(figment::providers::Serialized::default("foo", dict))
+            .load::<Foo>()
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("::"), "{error}");
+        assert!(error.contains("from in-code values"), "{error}");
+        let error = ConfigSource::new()
+            .defaults(&serde_json::json!({ "foo": { "bar": -1 } }))
+            .unwrap()
+            .load::<Foo>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("from in-code defaults of `Value`"),
+            "{error}"
+        );
     }
 
     #[test]
