@@ -960,6 +960,8 @@ mod tests {
     crate::section!(Foo, "foo");
 
     #[test]
+    // figment's `Jail` fixes the closure's error type.
+    #[allow(clippy::result_large_err)]
     fn an_empty_prefix_reads_the_variables_env_help_advertises() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("FOO_BAR", "7");
