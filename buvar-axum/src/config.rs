@@ -343,6 +343,8 @@ mod tests {
         assert_eq!(http.request_timeout(), Duration::from_millis(2500));
         assert_eq!(http.header_read_timeout(), Duration::from_secs(90));
         assert_eq!(http.heartbeat_timeout(), None);
+        let whole = load("[http]\ngraceful_timeout = 5").unwrap();
+        assert_eq!(whole.graceful_timeout(), Duration::from_secs(5));
     }
 
     #[test]
