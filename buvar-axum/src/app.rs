@@ -1,4 +1,5 @@
-//! A service's `main` in one builder: flags, config, logging, sockets, pre-fork, stage.
+//! A service's `main` in one builder: flags, config, logging, the start-up check, sockets,
+//! pre-fork, stage.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -6,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use buvar_kit::config::{ConfigError, EnvHelp, Section, env_help};
+use buvar_kit::config::{ConfigError, EnvHelp, EnvVar, Section};
 use buvar_kit::log::{self, LogConfig};
 use buvar_kit::plugin::Signals;
 use buvar_kit::{ConfigSource, Context, Plugin, Stage};
@@ -25,6 +26,20 @@ use crate::server::{InheritedSockets, Supervisor};
 #[cfg(target_os = "linux")]
 use crate::sockets::SocketUri;
 
+mod error;
+mod workers;
+
+use error::StartError;
+
+/// In the context of the start-up check's stage: the plugins are prepared in the parent only to
+/// find wiring mistakes, so nothing that belongs to a worker (the metrics recorder, say) may be
+/// installed process-wide.
+#[derive(Debug)]
+pub(crate) struct StartCheck;
+
+/// Makes a section type known to a config source ([`ConfigSource::register`]).
+type RegisterSection = fn(&ConfigSource) -> Result<(), ConfigError>;
+
 /// Command-line flags every buvar service understands.
 #[derive(Debug, Parser)]
 #[command(disable_version_flag = true)]
@@ -41,11 +56,6 @@ struct Flags {
     /// List every environment variable the config reads, with type and default.
     #[arg(long)]
     env_help: bool,
-}
-
-struct SectionInfo {
-    help: fn(&str) -> EnvHelp,
-    register: fn(&ConfigSource) -> Result<(), ConfigError>,
 }
 
 /// A pre-forked axum service: the builder a service's `main` calls.
@@ -72,7 +82,9 @@ struct SectionInfo {
 pub struct Service {
     env_prefix: String,
     plugins: ServicePlugins,
-    sections: Vec<SectionInfo>,
+    sections: Vec<RegisterSection>,
+    /// The plugins given to `load` and `register`, for the sections they declare.
+    declaring: Vec<Plugin>,
 }
 
 impl std::fmt::Debug for Service {
@@ -91,6 +103,7 @@ impl Service {
             env_prefix: env_prefix.trim_end_matches('_').to_owned(),
             plugins: ServicePlugins::default(),
             sections: Vec::new(),
+            declaring: Vec::new(),
         }
         .section::<HttpConfig>()
         .section::<LogConfig>()
@@ -99,23 +112,23 @@ impl Service {
 
     /// Loads `plugin` in every worker.
     pub fn load(mut self, plugin: Plugin) -> Self {
+        self.declaring.push(plugin.clone());
         self.plugins.load(plugin);
         self
     }
 
     /// Makes `plugin` loadable by name, e.g. from the config's `plugins = [...]` list.
     pub fn register(mut self, plugin: Plugin) -> Self {
+        self.declaring.push(plugin.clone());
         self.plugins.register(plugin);
         self
     }
 
     /// Declares a config section the service reads, so that `--env-help`, `--print-config`,
-    /// `--check` and the unknown-variable warnings cover it.
+    /// the start-up check and the unknown-variable warnings cover it. A plugin can declare the
+    /// sections it reads itself, with [`Plugin::section`].
     pub fn section<T: Section>(mut self) -> Self {
-        self.sections.push(SectionInfo {
-            help: env_help::<T>,
-            register: ConfigSource::register::<T>,
-        });
+        self.sections.push(ConfigSource::register::<T>);
         self
     }
 
@@ -125,6 +138,10 @@ impl Service {
     }
 
     /// Runs the service with `args` (the first is the program name).
+    ///
+    /// Exit codes: 0 when the service stopped cleanly (or a flag's output was printed), 2 when
+    /// it could not start (bad flags, bad config, a wiring mistake, sockets that cannot be
+    /// bound), each reported on stderr as `error: ...`; otherwise what the supervisor returns.
     pub fn run_from<I, T>(self, args: I) -> ExitCode
     where
         I: IntoIterator<Item = T>,
@@ -143,90 +160,116 @@ impl Service {
         };
         match self.start(flags) {
             Ok(code) => code,
-            Err(message) => {
-                let _ = writeln!(std::io::stderr(), "error: {message}");
+            Err(err) => {
+                let _ = writeln!(std::io::stderr(), "error: {err}");
                 ExitCode::from(2)
             }
         }
+    }
+
+    /// Every section the service declares: its own, then those its plugins declare.
+    fn register_sections(&self, source: &ConfigSource) -> Result<(), ConfigError> {
+        for register in &self.sections {
+            register(source)?;
+        }
+        for plugin in &self.declaring {
+            plugin.register_sections(source)?;
+        }
+        Ok(())
     }
 
     fn config_source(&self, flags: &Flags) -> Result<ConfigSource, ConfigError> {
         let source = ConfigSource::new().env_prefix(&self.env_prefix);
         let source = match &flags.config {
             Some(path) => source.file(path)?,
-            None => source.file_from_env(&format!("{}_CONFIG", self.env_prefix))?,
+            None => source.file_from_env(&self.config_var())?,
         };
-        for section in &self.sections {
-            (section.register)(&source)?;
-        }
+        self.register_sections(&source)?;
         Ok(source)
     }
 
-    fn start(self, flags: Flags) -> Result<ExitCode, String> {
+    fn config_var(&self) -> String {
+        format!("{}_CONFIG", self.env_prefix)
+    }
+
+    /// `--env-help`: every variable the declared sections read, the plugin list and the config
+    /// file variable; reads no file, so it works whatever the config holds.
+    fn env_help(&self) -> Result<EnvHelp, ConfigError> {
+        let source = ConfigSource::new().env_prefix(&self.env_prefix);
+        self.register_sections(&source)?;
+        let mut help = source.env_help();
+        help.push(EnvVar {
+            name: self.config_var(),
+            key: "(config file)".to_owned(),
+            type_label: "path".to_owned(),
+            default: None,
+            range: None,
+        });
+        help.sort();
+        Ok(help)
+    }
+
+    fn start(self, flags: Flags) -> Result<ExitCode, StartError> {
         if flags.env_help {
-            let mut out = std::io::stdout().lock();
-            for section in &self.sections {
-                let _ = write!(out, "{}", (section.help)(&self.env_prefix));
-            }
+            let _ = write!(std::io::stdout().lock(), "{}", self.env_help()?);
             return Ok(ExitCode::SUCCESS);
         }
-        let source = self.config_source(&flags).map_err(|e| e.to_string())?;
-        let log_config = source.section::<LogConfig>().map_err(|e| e.to_string())?;
-        let http = source.section::<HttpConfig>().map_err(|e| e.to_string())?;
+        let source = self.config_source(&flags)?;
+        let log_config = source.section::<LogConfig>()?;
         if flags.print_config {
-            let dump = source.dump().map_err(|e| e.to_string())?;
+            let dump = source.dump()?;
             let _ = write!(std::io::stdout(), "{dump}");
             return Ok(ExitCode::SUCCESS);
         }
-        log::init(&log_config).map_err(|e| e.to_string())?;
+        log::init(&log_config)?;
+        // What `--check` runs, also before every start: a wiring mistake or a bad section value
+        // stops the start here instead of answering 500 in every worker.
+        self.check(&source)?;
         for warning in source.env_warnings() {
             tracing::warn!("{warning}");
         }
         if flags.check {
-            return Ok(self.check(source));
+            let _ = writeln!(std::io::stdout(), "check passed");
+            return Ok(ExitCode::SUCCESS);
         }
-        self.serve(source, http)
+        self.serve(source)
     }
 
     /// Binds the sockets and runs the pre-fork supervisor, which stages the plugins in each
     /// worker.
     #[cfg(target_os = "linux")]
-    fn serve(self, source: ConfigSource, http: Arc<HttpConfig>) -> Result<ExitCode, String> {
-        let mut uris = http.socket_uris().map_err(|e| e.to_string())?;
-        let metrics_config = source
-            .section::<MetricsConfig>()
-            .map_err(|e| e.to_string())?;
-        let metrics_listen =
-            metrics_listen(&metrics_config, &mut uris).map_err(|e| e.to_string())?;
+    fn serve(self, source: ConfigSource) -> Result<ExitCode, StartError> {
+        let http = source.section::<HttpConfig>()?;
+        let mut uris = http.socket_uris()?;
+        let metrics_config = source.section::<MetricsConfig>()?;
+        let metrics_listen = metrics_listen(&metrics_config, &mut uris)?;
         // Resolved before binding, so a typo costs nothing and binding still runs as root.
         let credentials = match &http.user {
-            Some(user) => {
-                Some(Credentials::lookup(user, http.group.as_deref()).map_err(|e| e.to_string())?)
-            }
-            None if http.group.is_some() => {
-                return Err("`[http] group` needs `[http] user` as well".to_owned());
-            }
+            Some(user) => Some(Credentials::lookup(user, http.group.as_deref())?),
+            None if http.group.is_some() => return Err(StartError::GroupWithoutUser),
             None => None,
         };
-        let sockets =
-            crate::sockets::bind(&uris, &http.bind_options()).map_err(|e| e.to_string())?;
-        metrics::before_fork(&metrics_config).map_err(|e| e.to_string())?;
+        crate::sockets::open_files::raise_for(http.max_connections);
+        let sockets = crate::sockets::bind(&uris, &http.bind_options())?;
+        metrics::before_fork(&metrics_config)?;
+        // Logged here; `Prefork` counts the same CPUs for `forks = 0` (and, unlike an explicit
+        // 1, still supervises a single worker).
+        workers::count(http.forks);
         let plugins = Arc::new(self);
-        Prefork::new(sockets)
+        Ok(Prefork::new(sockets)
             .workers(http.forks)
             .graceful_timeout(http.graceful_timeout())
             .shutdown_delay(http.shutdown_delay())
             .heartbeat_timeout(http.heartbeat_timeout())
             .credentials(credentials)
-            .run(|worker| plugins.run_worker(worker, &source, &http, metrics_listen.as_ref()))
-            .map_err(|e| e.to_string())
+            .run(|worker| plugins.run_worker(worker, &source, &http, metrics_listen.as_ref()))?)
     }
 
     /// The supervisor is built on Linux-only system calls (signalfd, prctl, /proc); elsewhere a
     /// service says so instead of serving.
     #[cfg(not(target_os = "linux"))]
-    fn serve(self, _source: ConfigSource, _http: Arc<HttpConfig>) -> Result<ExitCode, String> {
-        Err(crate::PREFORK_NEEDS_LINUX.to_owned())
+    fn serve(self, _source: ConfigSource) -> Result<ExitCode, StartError> {
+        Err(StartError::NeedsLinux)
     }
 
     fn stage(&self, context: Context, source: ConfigSource, http: &HttpConfig) -> Stage {
@@ -238,42 +281,32 @@ impl Service {
         )
     }
 
-    /// `--check`: prepares the plugins (binding nothing), loads every declared section and
-    /// validates the dependency graph, listing every problem.
-    fn check(&self, source: ConfigSource) -> ExitCode {
-        let runtime = match tokio::runtime::Builder::new_current_thread()
+    /// The start-up check (and `--check`): loads every declared section, prepares the plugins
+    /// (binding nothing), validates the dependency graph, and loads the sections the plugins
+    /// and adapters read; every problem is reported. Runs on a current-thread runtime that is
+    /// gone before this returns, so a pre-forking parent stays single-threaded.
+    fn check(&self, source: &ConfigSource) -> Result<(), StartError> {
+        // Declared sections first: their bad values read as config errors, not as wiring ones.
+        source.check()?;
+        let http = source.section::<HttpConfig>()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-        {
-            Ok(runtime) => runtime,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot start a runtime for --check");
-                return ExitCode::FAILURE;
-            }
-        };
-        let http = HttpConfig::default();
-        let stage = self.stage(Context::new(), source, &http);
+            .map_err(StartError::Runtime)?;
         runtime.block_on(async {
-            let prepared = match stage.prepare().await {
-                Ok(prepared) => prepared,
-                Err(err) => {
-                    let _ = writeln!(std::io::stderr(), "check failed: {err}");
-                    return ExitCode::FAILURE;
-                }
-            };
+            let context = Context::new();
+            context.add(StartCheck);
+            let prepared = self.stage(context, source.clone(), &http).prepare().await?;
             let validated = prepared.context().adapters().validate(prepared.context());
             let failures = prepared.teardown().await;
-            match validated {
-                Ok(()) if failures.is_empty() => {
-                    let _ = writeln!(std::io::stdout(), "check passed");
-                    ExitCode::SUCCESS
-                }
-                Ok(()) => ExitCode::FAILURE,
-                Err(err) => {
-                    let _ = writeln!(std::io::stderr(), "check failed: {err}");
-                    ExitCode::FAILURE
-                }
+            validated?;
+            if !failures.is_empty() {
+                return Err(StartError::Teardown(
+                    failures.into_iter().map(|(step, _)| step).collect(),
+                ));
             }
+            // Sections that preparing or the graph check made known.
+            Ok(source.check()?)
         })
     }
 

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use buvar_kit::config::figment::value::Dict;
+use buvar_kit::config::{ConfigError, Limit, Section, serialize_defaults};
 use serde::{Deserialize, Serialize};
 
 use crate::serving::ServeOptions;
@@ -16,23 +18,27 @@ use crate::sockets::{BindOptions, SocketError, SocketUri, parse_uris};
 /// sockets = ["tcp://:8080", "unix:///run/svc.sock"]
 /// forks = 0                 # 0 = one worker per CPU, 1 = no fork
 /// threads = 1               # tokio worker threads per worker; 1 = current-thread runtime
-/// graceful_timeout = 30     # seconds a stopping worker may drain
-/// keep_alive_grace = 1      # seconds a drain leaves idle keep-alive clients; 0 = close at once
-/// shutdown_delay = 0        # seconds of serving on after SIGTERM, /readyz 503 (0 to 3600)
-/// request_timeout = 30      # seconds a handler may wait; then 408
-/// header_read_timeout = 10  # seconds a client may take to send its headers
+/// graceful_timeout = "30s"  # how long a stopping worker may drain
+/// keep_alive_grace = "1s"   # how long a drain leaves idle keep-alive clients; 0 = close at once
+/// shutdown_delay = 0        # serving on after SIGTERM with /readyz 503 (0 to 1h)
+/// request_timeout = "30s"   # how long a handler may wait; then 408
+/// header_read_timeout = 10  # a number is seconds: how long a client may take to send its headers
 /// body_limit = 2097152      # bytes; a larger body gets 413
 /// backlog = 1024
 /// max_connections = 10000   # per worker; beyond it clients wait in the backlog
 /// max_requests = 0          # replace a worker after this many responses; 0 = never
 /// max_requests_jitter = 0   # up to this many more, at random per worker
-/// heartbeat_timeout = 30    # seconds a worker's runtime may stay blocked; 0 = unchecked
+/// heartbeat_timeout = "30s" # how long a worker's runtime may stay blocked; 0 = unchecked
 /// user = "nobody"           # workers switch to this user after binding (needs root)
 /// group = "nogroup"         # ... and this group (default: the user's primary group)
-/// unix_mode = 0o660         # file mode of unix socket files (default: the umask's)
+/// unix_mode = "0660"        # file mode of unix socket files (default: the umask's)
 /// ```
 ///
 /// Every field can be set from the environment: `APP_HTTP_PORT=9000`, `APP_HTTP_FORKS=1`, ...
+/// Durations take `"30s"`, `"500ms"`, `"1h 30m"` or a number of seconds. Every number has a
+/// validated range (see [`HttpConfig::limits`](buvar_kit::config::Section::limits) and
+/// `--env-help`): a value outside it fails loading with the key, the range and where it came
+/// from.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
@@ -46,22 +52,26 @@ pub struct HttpConfig {
     pub forks: usize,
     /// Runtime threads per worker: 1 = a current-thread runtime.
     pub threads: usize,
-    /// Seconds a stopping worker may take to finish in-flight requests.
-    pub graceful_timeout: f64,
-    /// Seconds a drain lets idle keep-alive clients send one more request before closing their
+    /// How long a stopping worker may take to finish in-flight requests.
+    #[serde(with = "buvar_kit::config::duration")]
+    pub graceful_timeout: Duration,
+    /// How long a drain lets idle keep-alive clients send one more request before closing their
     /// connections (at most `graceful_timeout`); 0 closes them at once.
-    pub keep_alive_grace: f64,
-    /// Seconds between SIGTERM and the drain, from 0 to 3600: `/readyz` answers 503 at once
+    #[serde(with = "buvar_kit::config::duration")]
+    pub keep_alive_grace: Duration,
+    /// How long, from 0 to an hour, between SIGTERM and the drain: `/readyz` answers 503 at once
     /// while the workers keep accepting and serving, so load balancers (Kubernetes endpoints)
     /// stop routing here first; a second SIGTERM or SIGINT skips the rest. The drain's
     /// `graceful_timeout` starts after it: a grace period must cover both.
-    #[serde(deserialize_with = "shutdown_delay")]
-    pub shutdown_delay: f64,
-    /// Seconds a handler may take, counted from its first wait, before the request is answered
+    #[serde(with = "buvar_kit::config::duration")]
+    pub shutdown_delay: Duration,
+    /// How long a handler may take, counted from its first wait, before the request is answered
     /// with 408 (a handler that answers without waiting is never cut off).
-    pub request_timeout: f64,
-    /// Seconds a client may take to send the request head.
-    pub header_read_timeout: f64,
+    #[serde(with = "buvar_kit::config::duration")]
+    pub request_timeout: Duration,
+    /// How long a client may take to send the request head.
+    #[serde(with = "buvar_kit::config::duration")]
+    pub header_read_timeout: Duration,
     /// The largest request body accepted, in bytes.
     pub body_limit: usize,
     /// The accept queue length of each socket.
@@ -72,19 +82,55 @@ pub struct HttpConfig {
     pub max_requests: u64,
     /// Up to this many responses are added to `max_requests`, at random per worker.
     pub max_requests_jitter: u64,
-    /// Seconds a worker's runtime may go without ticking before the worker is replaced;
+    /// How long a worker's runtime may go without ticking before the worker is replaced;
     /// 0 turns the check off.
-    pub heartbeat_timeout: f64,
+    #[serde(with = "buvar_kit::config::duration")]
+    pub heartbeat_timeout: Duration,
     /// The user (name or id) workers run as; they switch after the sockets are bound.
     pub user: Option<String>,
     /// The group (name or id) workers run as; default: the user's primary group.
     pub group: Option<String>,
-    /// The file mode of unix socket files, e.g. `0o660` in TOML (432 in an environment
-    /// variable); default: what the umask leaves.
+    /// The file mode of unix socket files, an octal string such as `"0660"` (or `0o660` in
+    /// TOML); default: what the umask leaves.
+    #[serde(with = "buvar_kit::config::file_mode")]
     pub unix_mode: Option<u32>,
 }
 
-buvar_kit::section!(HttpConfig, "http", default);
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+impl Section for HttpConfig {
+    const SECTION: &'static str = "http";
+
+    fn defaults() -> Result<Option<Dict>, ConfigError> {
+        serialize_defaults(&Self::default()).map(Some)
+    }
+
+    /// Ranges that keep every number away from what panics or never becomes ready: an
+    /// `Instant` overflow (durations), tokio's semaphore limit (`max_connections`), thread and
+    /// process counts a machine cannot hold, a heartbeat too short to ever be met.
+    fn limits() -> Vec<Limit> {
+        vec![
+            // An empty host would bind every interface: that must be asked for explicitly.
+            Limit::non_empty(
+                "host",
+                "a host name or address (0.0.0.0 or :: to listen on every interface)",
+            ),
+            Limit::count("forks", 0..=1024),
+            Limit::count("threads", 1..=1024),
+            Limit::duration("graceful_timeout", Duration::ZERO..=DAY),
+            Limit::duration("keep_alive_grace", Duration::ZERO..=DAY),
+            Limit::duration("shutdown_delay", Duration::ZERO..=Duration::from_secs(3600)),
+            Limit::duration("request_timeout", Duration::from_millis(1)..=DAY),
+            Limit::duration("header_read_timeout", Duration::from_millis(1)..=DAY),
+            Limit::count("body_limit", 0..=1 << 40),
+            Limit::count("backlog", 1..=65_535),
+            Limit::count("max_connections", 1..=1_000_000),
+            Limit::count("max_requests", 0..=1 << 48),
+            Limit::count("max_requests_jitter", 0..=1 << 48),
+            Limit::duration("heartbeat_timeout", Duration::from_millis(100)..=DAY).or_zero(),
+        ]
+    }
+}
 
 impl Default for HttpConfig {
     fn default() -> Self {
@@ -94,17 +140,17 @@ impl Default for HttpConfig {
             sockets: Vec::new(),
             forks: 0,
             threads: 1,
-            graceful_timeout: 30.0,
-            keep_alive_grace: 1.0,
-            shutdown_delay: 0.0,
-            request_timeout: 30.0,
-            header_read_timeout: 10.0,
+            graceful_timeout: Duration::from_secs(30),
+            keep_alive_grace: Duration::from_secs(1),
+            shutdown_delay: Duration::ZERO,
+            request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
             body_limit: 2 * 1024 * 1024,
             backlog: 1024,
             max_connections: 10_000,
             max_requests: 0,
             max_requests_jitter: 0,
-            heartbeat_timeout: 30.0,
+            heartbeat_timeout: Duration::from_secs(30),
             user: None,
             group: None,
             unix_mode: None,
@@ -113,9 +159,17 @@ impl Default for HttpConfig {
 }
 
 impl HttpConfig {
-    /// The socket URIs to bind: `sockets`, or `host:port` when that is empty.
+    /// The socket URIs to bind: `sockets`, or `host:port` when that is empty. An empty host is
+    /// an error: listening on every interface must be asked for (`0.0.0.0` or `::`).
     pub fn socket_uris(&self) -> Result<Vec<SocketUri>, SocketError> {
         if self.sockets.is_empty() {
+            if self.host.trim().is_empty() {
+                return Err(SocketError::Malformed {
+                    uri: format!("tcp://{}:{}", self.host, self.port),
+                    reason: "`http.host` is empty; write 0.0.0.0 or :: to listen on every \
+                             interface, or a host name or address",
+                });
+            }
             let host = if self.host.contains(':') && !self.host.starts_with('[') {
                 format!("[{}]", self.host)
             } else {
@@ -138,7 +192,7 @@ impl HttpConfig {
     pub fn serve_options(&self) -> ServeOptions {
         ServeOptions::default()
             .graceful_timeout(self.graceful_timeout())
-            .keep_alive_grace(seconds(self.keep_alive_grace))
+            .keep_alive_grace(self.keep_alive_grace)
             .header_read_timeout(self.header_read_timeout())
             .max_connections(self.max_connections)
             .max_requests(
@@ -147,48 +201,30 @@ impl HttpConfig {
             )
     }
 
-    /// `heartbeat_timeout` as a duration; `None` when 0 (unchecked).
+    /// `heartbeat_timeout`; `None` when 0 (unchecked).
     pub fn heartbeat_timeout(&self) -> Option<Duration> {
-        (self.heartbeat_timeout > 0.0).then(|| seconds(self.heartbeat_timeout))
+        (!self.heartbeat_timeout.is_zero()).then_some(self.heartbeat_timeout)
     }
 
-    /// `graceful_timeout` as a duration.
+    /// `graceful_timeout`.
     pub fn graceful_timeout(&self) -> Duration {
-        seconds(self.graceful_timeout)
+        self.graceful_timeout
     }
 
-    /// `shutdown_delay` as a duration.
+    /// `shutdown_delay`.
     pub fn shutdown_delay(&self) -> Duration {
-        seconds(self.shutdown_delay)
+        self.shutdown_delay
     }
 
-    /// `request_timeout` as a duration.
+    /// `request_timeout`.
     pub fn request_timeout(&self) -> Duration {
-        seconds(self.request_timeout)
+        self.request_timeout
     }
 
-    /// `header_read_timeout` as a duration.
+    /// `header_read_timeout`.
     pub fn header_read_timeout(&self) -> Duration {
-        seconds(self.header_read_timeout)
+        self.header_read_timeout
     }
-}
-
-/// `shutdown_delay` within its range: beyond an hour is a typo (milliseconds for seconds).
-fn shutdown_delay<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
-    let value = f64::deserialize(deserializer)?;
-    if (0.0..=3600.0).contains(&value) {
-        Ok(value)
-    } else {
-        Err(serde::de::Error::custom(format_args!(
-            "`http.shutdown_delay` must be between 0 and 3600 seconds, found {value}"
-        )))
-    }
-}
-
-/// Negative, NaN or absurd values would panic in `Duration::from_secs_f64`; they mean "as short"
-/// or "as long as possible" respectively.
-fn seconds(value: f64) -> Duration {
-    Duration::try_from_secs_f64(value.max(0.0)).unwrap_or(Duration::MAX)
 }
 
 #[cfg(test)]
@@ -224,6 +260,48 @@ mod tests {
             .map(ToString::to_string)
             .collect();
         assert_eq!(uris, ["tcp://[::1]:9000", "unix:///tmp/x.sock"]);
+    }
+
+    #[test]
+    fn an_empty_host_is_an_error_not_every_interface() {
+        let error = load("[http]\nhost = \"\"").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "`http.host` must be a host name or address (0.0.0.0 or :: to listen on every \
+             interface), found \"\", from TOML text"
+        );
+        let http = HttpConfig {
+            host: " ".into(),
+            ..HttpConfig::default()
+        };
+        assert!(
+            http.socket_uris()
+                .unwrap_err()
+                .to_string()
+                .contains("0.0.0.0")
+        );
+    }
+
+    #[test]
+    fn unix_mode_reads_octal_text_and_refuses_decimal_lookalikes() {
+        assert_eq!(
+            load("[http]\nunix_mode = \"0660\"").unwrap().unix_mode,
+            Some(0o660)
+        );
+        assert_eq!(
+            load("[http]\nunix_mode = 0o600").unwrap().unix_mode,
+            Some(0o600)
+        );
+        let error = load("[http]\nunix_mode = 660").unwrap_err().to_string();
+        assert!(
+            error.starts_with("http.unix_mode: expected an octal file mode"),
+            "{error}"
+        );
+        assert!(error.contains("found unsigned int `660`"), "{error}");
+        let error = load("[http]\nunix_mode = \"0999\"")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("\"0999\""), "{error}");
     }
 
     #[test]
@@ -270,37 +348,124 @@ mod tests {
         );
     }
 
+    fn load(toml: &str) -> Result<HttpConfig, ConfigError> {
+        ConfigSource::new().toml(toml).unwrap().load::<HttpConfig>()
+    }
+
     #[test]
     fn a_shutdown_delay_out_of_range_is_an_error_naming_the_key_and_value() {
-        let http = ConfigSource::new()
-            .toml("[http]\nshutdown_delay = 2.5")
-            .unwrap()
-            .load::<HttpConfig>()
-            .unwrap();
+        let http = load("[http]\nshutdown_delay = 2.5").unwrap();
         assert_eq!(http.shutdown_delay(), Duration::from_millis(2500));
         assert_eq!(HttpConfig::default().shutdown_delay(), Duration::ZERO);
         for bad in ["-1", "3601", "inf", "nan"] {
-            let err = ConfigSource::new()
-                .toml(&format!("[http]\nshutdown_delay = {bad}"))
-                .unwrap()
-                .load::<HttpConfig>()
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("shutdown_delay"), "{err}");
-            assert!(err.contains("between 0 and 3600"), "{err}");
+            let err = load(&format!("[http]\nshutdown_delay = {bad}")).unwrap_err();
+            assert!(err.is_out_of_range(), "{bad}: {err}");
+            let err = err.to_string();
+            assert!(err.contains("`http.shutdown_delay` must be between 0s and 1h"), "{err}");
         }
     }
 
     #[test]
-    fn odd_durations_do_not_panic() {
-        let http = HttpConfig {
-            graceful_timeout: -1.0,
-            request_timeout: f64::NAN,
-            header_read_timeout: 1e300,
-            ..HttpConfig::default()
-        };
-        assert_eq!(http.graceful_timeout(), Duration::ZERO);
-        assert_eq!(http.request_timeout(), Duration::ZERO);
-        assert_eq!(http.header_read_timeout(), Duration::MAX);
+    fn durations_read_as_text_or_seconds() {
+        let http = load(
+            "[http]\ngraceful_timeout = \"500ms\"\nrequest_timeout = 2.5\n\
+             header_read_timeout = \"1m 30s\"\nheartbeat_timeout = \"0\"",
+        )
+        .unwrap();
+        assert_eq!(http.graceful_timeout(), Duration::from_millis(500));
+        assert_eq!(http.request_timeout(), Duration::from_millis(2500));
+        assert_eq!(http.header_read_timeout(), Duration::from_secs(90));
+        assert_eq!(http.heartbeat_timeout(), None);
+        let whole = load("[http]\ngraceful_timeout = 5").unwrap();
+        assert_eq!(whole.graceful_timeout(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn numbers_that_used_to_panic_are_refused_with_key_range_and_value() {
+        let cases = [
+            (
+                "header_read_timeout = inf",
+                "`http.header_read_timeout` must be between 1ms and 1day, found inf",
+            ),
+            (
+                "header_read_timeout = 9.3e18",
+                "`http.header_read_timeout` must be between 1ms and 1day, found 9300000000000000000",
+            ),
+            (
+                "graceful_timeout = inf",
+                "`http.graceful_timeout` must be between 0s and 1day, found inf",
+            ),
+            (
+                "graceful_timeout = 1e19",
+                "`http.graceful_timeout` must be between 0s and 1day, found 10000000000000000000",
+            ),
+            (
+                "graceful_timeout = -1",
+                "`http.graceful_timeout` must be between 0s and 1day, found -1",
+            ),
+            (
+                "request_timeout = nan",
+                "`http.request_timeout` must be between 1ms and 1day, found NaN",
+            ),
+            (
+                "max_connections = 9223372036854775807",
+                "`http.max_connections` must be between 1 and 1000000, found 9223372036854775807",
+            ),
+            (
+                "heartbeat_timeout = 0.000001",
+                "`http.heartbeat_timeout` must be 0 (off) or between 100ms and 1day, found 0.000001",
+            ),
+            (
+                "threads = 100000",
+                "`http.threads` must be between 1 and 1024, found 100000",
+            ),
+            (
+                "forks = 100000",
+                "`http.forks` must be between 0 and 1024, found 100000",
+            ),
+            (
+                "backlog = -1",
+                "`http.backlog` must be between 1 and 65535, found -1",
+            ),
+            (
+                "graceful_timeout = \"2days\"",
+                "`http.graceful_timeout` must be between 0s and 1day, found \"2days\"",
+            ),
+        ];
+        for (toml, expected) in cases {
+            let error = load(&format!("[http]\n{toml}")).unwrap_err();
+            assert!(error.is_out_of_range(), "{toml}: {error}");
+            assert_eq!(
+                error.to_string(),
+                format!("{expected}, from TOML text"),
+                "{toml}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_number_of_the_section_has_a_range() {
+        let help = buvar_kit::config::env_help::<HttpConfig>("APP");
+        for var in help.vars() {
+            let numeric = var.type_label.contains("duration")
+                || ["u16", "u32", "u64", "usize", "i32"]
+                    .iter()
+                    .any(|ty| var.type_label.ends_with(ty));
+            // `port` is bounded by its type; `unix_mode` by its own parser.
+            if numeric && !["http.port", "http.unix_mode"].contains(&var.key.as_str()) {
+                assert!(var.range.is_some(), "{} has no range", var.key);
+            }
+        }
+        let text = help
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            text.contains(
+                "APP_HTTP_GRACEFUL_TIMEOUT duration default \"30s\"; between 0s and 1day"
+            ),
+            "{text}"
+        );
     }
 }

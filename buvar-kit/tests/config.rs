@@ -559,7 +559,7 @@ fn bad_default_value_names_the_defaults() {
     assert!(
         error
             .to_string()
-            .contains("from defaults of serde_json::value::Value"),
+            .contains("from in-code defaults of `Value`"),
         "{error}"
     );
 }

@@ -21,6 +21,13 @@ fuzz_target!(|text: &str| {
     }
     let source = ConfigSource::new().env_prefix("FUZZ");
     if let Ok(http) = source.load::<HttpConfig>() {
+        // Whatever the variables say, what loads is inside the validated ranges.
+        let day = std::time::Duration::from_secs(86_400);
+        assert!(http.graceful_timeout() <= day, "{http:?}");
+        assert!(http.header_read_timeout() <= day, "{http:?}");
+        assert!((1..=1_000_000).contains(&http.max_connections), "{http:?}");
+        assert!((1..=1024).contains(&http.threads), "{http:?}");
+        assert!(!http.host.trim().is_empty(), "{http:?}");
         let _ = http.socket_uris();
         let _ = http.serve_options();
     }

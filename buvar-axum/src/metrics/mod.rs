@@ -177,7 +177,7 @@ pub(crate) struct MetricsSocket(pub(crate) std::sync::Mutex<Option<BoundSocket>>
 /// service's routes or on the `listen` socket. Returns the layer that records requests.
 pub(crate) fn prepare(cx: &Prepare) -> Result<Option<HttpMetricsLayer>, BoxError> {
     let config = metrics_config(cx.context())?;
-    if !config.enabled {
+    if !config.enabled || cx.context().try_get::<crate::app::StartCheck>().is_some() {
         return Ok(None);
     }
     let Some((region, supervised)) = install(&config) else {

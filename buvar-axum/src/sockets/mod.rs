@@ -12,6 +12,7 @@ mod activation;
 mod bind;
 mod error;
 mod listener;
+pub(crate) mod open_files;
 mod uri;
 
 pub use bind::{BindOptions, BoundSocket, bind};

@@ -21,7 +21,12 @@ pub(crate) struct EnvSnapshot {
 
 impl EnvSnapshot {
     pub(crate) fn read(prefix: &str) -> Self {
-        let stem = format!("{prefix}_");
+        // An empty prefix maps `HTTP_PORT` to `http.port`: every variable is a candidate.
+        let stem = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}_")
+        };
         let vars = std::env::vars_os()
             .filter_map(|(name, value)| {
                 let name = name.into_string().ok()?;
@@ -110,7 +115,8 @@ fn coerce(raw: &str, kind: &Kind) -> Result<Value, String> {
                 Value::from(raw)
             }
         }
-        Kind::Float(_) => trimmed
+        // A duration in seconds stays a number, so its range check sees the number written.
+        Kind::Float(_) | Kind::Duration => trimmed
             .parse::<f64>()
             .map_or_else(|_| Value::from(raw), Value::from),
         Kind::List(item) => {
@@ -144,6 +150,7 @@ fn coerce(raw: &str, kind: &Kind) -> Result<Value, String> {
             toml_value(trimmed)?
         }
         Kind::Str
+        | Kind::FileMode
         | Kind::Char
         | Kind::Bytes
         | Kind::Unit

@@ -30,9 +30,12 @@ impl ConfigError {
         matches!(*self.0, ErrorKind::MissingFile { .. })
     }
 
-    /// A file exists but could not be read.
+    /// A file exists but could not be read: unreadable, not a regular file, or too large.
     pub fn is_io(&self) -> bool {
-        matches!(*self.0, ErrorKind::ReadFile { .. })
+        matches!(
+            *self.0,
+            ErrorKind::ReadFile { .. } | ErrorKind::NotAFile { .. } | ErrorKind::TooLarge { .. }
+        )
     }
 
     /// A file or text layer is not valid TOML.
@@ -43,12 +46,23 @@ impl ConfigError {
     /// A value has the wrong type or an unacceptable value.
     pub fn is_invalid_value(&self) -> bool {
         match &*self.0 {
+            ErrorKind::Several(errors) => errors.iter().any(ConfigError::is_invalid_value),
             ErrorKind::Values(problems) => {
                 problems.iter().any(|problem| problem.what == What::Invalid)
             }
             ErrorKind::EnvValue { .. }
+            | ErrorKind::OutOfRange(_)
             | ErrorKind::NotATable { .. }
             | ErrorKind::Plugins { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// A number is outside the range its section declares (see [`Limit`](super::Limit)).
+    pub fn is_out_of_range(&self) -> bool {
+        match &*self.0 {
+            ErrorKind::OutOfRange(_) => true,
+            ErrorKind::Several(errors) => errors.iter().any(ConfigError::is_out_of_range),
             _ => false,
         }
     }
@@ -56,6 +70,7 @@ impl ConfigError {
     /// A required field has no value in any layer.
     pub fn is_missing_field(&self) -> bool {
         match &*self.0 {
+            ErrorKind::Several(errors) => errors.iter().any(ConfigError::is_missing_field),
             ErrorKind::Values(problems) => {
                 problems.iter().any(|problem| problem.what == What::Missing)
             }
@@ -68,6 +83,7 @@ impl ConfigError {
     /// `#[serde(deny_unknown_fields)]`).
     pub fn is_unknown_key(&self) -> bool {
         match &*self.0 {
+            ErrorKind::Several(errors) => errors.iter().any(ConfigError::is_unknown_key),
             ErrorKind::Values(problems) => {
                 problems.iter().any(|problem| problem.what == What::Unknown)
             }
@@ -98,6 +114,37 @@ impl ConfigError {
             }
         };
         Self(Box::new(kind))
+    }
+
+    pub(crate) fn not_a_file(path: &Path, via: Option<&str>, kind: &std::fs::FileType) -> Self {
+        use std::os::unix::fs::FileTypeExt;
+
+        let kind = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_fifo() {
+            "a pipe"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        Self(Box::new(ErrorKind::NotAFile {
+            path: path.to_owned(),
+            via: named_by(via),
+            kind,
+        }))
+    }
+
+    pub(crate) fn too_large(path: &Path, via: Option<&str>, limit: u64) -> Self {
+        Self(Box::new(ErrorKind::TooLarge {
+            path: path.to_owned(),
+            via: named_by(via),
+            limit_mib: limit / (1024 * 1024),
+        }))
     }
 
     pub(crate) fn parse(origin: String, text: &str, error: &toml::de::Error) -> Self {
@@ -139,6 +186,21 @@ impl ConfigError {
             found,
             origin,
         }))
+    }
+
+    /// `problems` are lines such as "`http.forks` must be between 0 and 1024, found 5000, from
+    /// TOML text".
+    pub(crate) fn out_of_range(problems: Vec<String>) -> Self {
+        Self(Box::new(ErrorKind::OutOfRange(problems)))
+    }
+
+    /// `Ok` without errors, the error itself for one, all of them (one per line) for more.
+    pub(crate) fn all(mut errors: Vec<ConfigError>) -> Result<(), Self> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(Self(Box::new(ErrorKind::Several(errors)))),
+        }
     }
 
     pub(crate) fn plugins(found: String, origin: String) -> Self {
@@ -196,6 +258,18 @@ pub(crate) enum ErrorKind {
         via: String,
         source: std::io::Error,
     },
+    #[error("config file {}{via} is {kind}, not a regular file; point to a TOML file", path.display())]
+    NotAFile {
+        path: PathBuf,
+        via: String,
+        kind: &'static str,
+    },
+    #[error("config file {}{via} is larger than {limit_mib} MiB; a config file is never that large, check the path", path.display())]
+    TooLarge {
+        path: PathBuf,
+        via: String,
+        limit_mib: u64,
+    },
     #[error("{origin} is not valid TOML{at}: {message}")]
     Parse {
         origin: String,
@@ -236,6 +310,10 @@ pub(crate) enum ErrorKind {
     },
     #[error("{}", Lines(.0))]
     UnknownKeys(Vec<super::UnknownKey>),
+    #[error("{}", Lines(.0))]
+    OutOfRange(Vec<String>),
+    #[error("{}", Lines(.0))]
+    Several(Vec<ConfigError>),
     #[error("{}", Lines(.0))]
     Values(Vec<Problem>),
     #[error("cannot print the effective config as TOML: {message}")]
@@ -337,7 +415,10 @@ impl Problem {
                 )
             }
             FigmentKind::UnknownField(field, expected) => {
-                path.push(field.clone());
+                // figment's path may already end with the field.
+                if path.last() != Some(field) {
+                    path.push(field.clone());
+                }
                 (
                     What::Unknown,
                     format!(
@@ -379,6 +460,18 @@ pub(crate) fn origin(metadata: &Metadata, path: &[String]) -> String {
             Some(line) => format!("{} {} line {line}", metadata.name, file.display()),
             None => format!("{} {}", metadata.name, file.display()),
         },
+        // figment names a serialised layer after its Rust type (`serde_json::value::Value`).
+        None if metadata
+            .name
+            .split_whitespace()
+            .next()
+            .is_some_and(|first| first.contains("::")) =>
+        {
+            format!(
+                "in-code values (a serialised `{}`)",
+                super::schema::short_name(&metadata.name)
+            )
+        }
         None => metadata.name.to_string(),
     }
 }

@@ -20,6 +20,9 @@ pub struct EnvVar {
     pub type_label: String,
     /// The in-code default as TOML, `***` for secrets, `None` without one.
     pub default: Option<String>,
+    /// The valid range in words (`between 1 and 100`), for fields with a
+    /// [`Limit`](super::Limit).
+    pub range: Option<String>,
 }
 
 /// The variables a section type reads; `Display` prints one line per variable.
@@ -67,10 +70,13 @@ impl fmt::Display for EnvHelp {
             .max()
             .unwrap_or(0);
         for var in &self.vars {
-            let default = match &var.default {
+            let mut default = match &var.default {
                 Some(default) => format!("default {default}"),
                 None => "no default".to_owned(),
             };
+            if let Some(range) = &var.range {
+                default = format!("{default}; {range}");
+            }
             writeln!(
                 f,
                 "{:name_width$}  {:type_width$}  {default}",
@@ -120,18 +126,19 @@ impl EnvHelp {
                 key: leaf.key(),
                 type_label: leaf.type_label(),
                 default: defaults.and_then(|defaults| default_text(defaults, leaf)),
+                range: schema.limit_of(&leaf.key()).map(ToString::to_string),
             }));
         }
         help
     }
 
     /// Orders the variables by name, for listing many sections together.
-    pub(crate) fn sort(&mut self) {
+    pub fn sort(&mut self) {
         self.vars.sort_by(|a, b| a.name.cmp(&b.name));
     }
 
-    /// Adds a variable that is not a section field.
-    pub(crate) fn push(&mut self, var: EnvVar) {
+    /// Adds a variable that is not a section field (a service's own, e.g. `APP_CONFIG`).
+    pub fn push(&mut self, var: EnvVar) {
         self.vars.push(var);
     }
 }

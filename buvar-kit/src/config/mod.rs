@@ -40,6 +40,7 @@
 //! - lists accept `a,b,c` (each item coerced to the item type) or TOML array syntax
 //!   `["a", "b"]`; an empty value is an empty list;
 //! - tables and structs set as a whole accept TOML inline-table syntax `{ a = 1 }`;
+//! - durations (fields read with [`duration`]) take `30s`, `500ms`, `1h 30m` or seconds;
 //! - enums take the variant name as serde spells it;
 //! - an empty value for an `Option` field that is not a string leaves the field unset.
 //!
@@ -52,9 +53,12 @@
 //! `#[serde(flatten)]`) are not. Such a section still loads from files; only a variable that
 //! targets it is an error, so it is never silently ignored.
 
+pub mod duration;
 mod env;
 mod error;
+pub mod file_mode;
 mod help;
+mod limit;
 mod schema;
 mod secret;
 mod source;
@@ -62,6 +66,7 @@ mod source;
 pub use env::EnvWarning;
 pub use error::ConfigError;
 pub use help::{EnvHelp, EnvVar, env_help};
+pub use limit::Limit;
 pub use secret::Secret;
 pub use source::{ConfigSource, UnknownKey, serialize_defaults};
 
@@ -78,6 +83,11 @@ pub trait Section: serde::de::DeserializeOwned + Send + Sync + 'static {
     /// `section!(T, "name", default)` fills this from `T::default()`.
     fn defaults() -> Result<Option<figment::value::Dict>, ConfigError> {
         Ok(None)
+    }
+
+    /// The ranges the section's numbers must fall in, checked at load time; see [`Limit`].
+    fn limits() -> Vec<Limit> {
+        Vec::new()
     }
 }
 

@@ -11,8 +11,8 @@ use serde_reflection::{
     ContainerFormat, Format, Registry, Samples, Tracer, TracerConfig, VariantFormat,
 };
 
-use super::Section;
 use super::secret::is_secret_name;
+use super::{Limit, Section, duration, file_mode};
 
 /// The value type of a leaf field, as far as the environment mapping needs to know it.
 #[derive(Clone, Debug, PartialEq)]
@@ -20,6 +20,10 @@ pub(crate) enum Kind {
     Bool,
     Int(&'static str),
     Float(&'static str),
+    /// A field read with [`config::duration`](super::duration).
+    Duration,
+    /// A field read with [`config::file_mode`](super::file_mode): octal text.
+    FileMode,
     Str,
     Char,
     Bytes,
@@ -37,6 +41,8 @@ impl fmt::Display for Kind {
         match self {
             Kind::Bool => f.write_str("bool"),
             Kind::Int(name) | Kind::Float(name) => f.write_str(name),
+            Kind::Duration => f.write_str("duration"),
+            Kind::FileMode => f.write_str("octal file mode"),
             Kind::Str => f.write_str("string"),
             Kind::Char => f.write_str("char"),
             Kind::Bytes => f.write_str("bytes"),
@@ -124,6 +130,8 @@ pub(crate) struct Schema {
     pub(crate) tree: Node,
     /// Why reflection failed, if it did; then `leaves` is empty and `tree` is `Any`.
     pub(crate) problem: Option<String>,
+    /// The section's validated ranges.
+    pub(crate) limits: Vec<Limit>,
 }
 
 impl Schema {
@@ -131,7 +139,8 @@ impl Schema {
     pub(crate) fn of<T: Section>() -> Self {
         let type_name = std::any::type_name::<T>();
         let section_path = section_path(T::SECTION);
-        let mut tracer = Tracer::new(TracerConfig::default());
+        // A sample text that text-typed fields such as file modes accept while being traced.
+        let mut tracer = Tracer::new(TracerConfig::default().default_borrowed_str_value("0"));
         let samples = Samples::new();
         match tracer.trace_type_once::<T>(&samples) {
             Ok((format, _)) => {
@@ -148,6 +157,7 @@ impl Schema {
                     leaves: walker.leaves,
                     tree,
                     problem: None,
+                    limits: T::limits(),
                 }
             }
             Err(error) => Self {
@@ -156,6 +166,7 @@ impl Schema {
                 leaves: Vec::new(),
                 tree: Node::Any,
                 problem: Some(error.to_string()),
+                limits: T::limits(),
             },
         }
     }
@@ -163,6 +174,20 @@ impl Schema {
     /// The environment variable prefix of the whole section, e.g. `APP_HTTP`.
     pub(crate) fn env_stem(&self, prefix: &str) -> String {
         env_name(prefix, &section_path(self.section))
+    }
+
+    /// The limit of the field at dotted `key` (from the root), if it has one.
+    pub(crate) fn limit_of(&self, key: &str) -> Option<&Limit> {
+        self.limits.iter().find(|limit| self.key_of(limit) == key)
+    }
+
+    /// The dotted key of a limit, from the root.
+    pub(crate) fn key_of(&self, limit: &Limit) -> String {
+        if self.section.is_empty() {
+            limit.key().to_owned()
+        } else {
+            format!("{}.{}", self.section, limit.key())
+        }
     }
 }
 
@@ -186,6 +211,9 @@ impl Walker<'_> {
     fn walk(&mut self, format: &Format, path: &[String], optional: bool, secret: bool) -> Node {
         match format {
             Format::Option(inner) => self.walk(inner, path, true, secret),
+            Format::TypeName(name) if name == duration::NAME || name == file_mode::NAME => {
+                self.leaf(format, path, optional, secret)
+            }
             Format::TypeName(name) if !self.stack.contains(name) => match self.registry.get(name) {
                 Some(ContainerFormat::Struct(fields)) if !secret => {
                     self.stack.push(name.clone());
@@ -288,6 +316,8 @@ impl Walker<'_> {
             Format::TupleArray { content, .. } => Kind::List(Box::new(self.kind(content))),
             Format::Tuple(items) => Kind::Tuple(items.iter().map(|item| self.kind(item)).collect()),
             Format::Map { value, .. } => Kind::Map(Box::new(self.kind(value))),
+            Format::TypeName(name) if name == duration::NAME => Kind::Duration,
+            Format::TypeName(name) if name == file_mode::NAME => Kind::FileMode,
             Format::TypeName(name) => match self.registry.get(name) {
                 Some(ContainerFormat::NewTypeStruct(inner)) if !self.stack.contains(name) => {
                     self.kind(inner)
@@ -301,7 +331,7 @@ impl Walker<'_> {
 
 /// `buvar_kit::log::LogFormat` -> `LogFormat`; serde-reflection already uses short names,
 /// but secrets announce their full type name.
-fn short_name(name: &str) -> String {
+pub(crate) fn short_name(name: &str) -> String {
     let stem = name.split('<').next().unwrap_or(name);
     stem.rsplit("::").next().unwrap_or(stem).to_owned()
 }

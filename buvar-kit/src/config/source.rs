@@ -46,6 +46,38 @@ impl Provider for Layer {
     }
 }
 
+/// The most a config file may hold: more is a mistake (a log, a device), not a config.
+pub(crate) const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
+
+/// Reads a config file: a regular file (never a device or a pipe, which could be read forever
+/// or block) of at most [`MAX_FILE_SIZE`] bytes.
+fn read_config_file(path: &Path, var: Option<&str>) -> Result<String, ConfigError> {
+    use std::io::Read;
+
+    let metadata =
+        std::fs::metadata(path).map_err(|error| ConfigError::missing_file(path, var, error))?;
+    if !metadata.is_file() {
+        return Err(ConfigError::not_a_file(path, var, &metadata.file_type()));
+    }
+    let file =
+        std::fs::File::open(path).map_err(|error| ConfigError::missing_file(path, var, error))?;
+    let mut bytes = Vec::new();
+    // One byte more than allowed tells a file at the limit from a larger one.
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| ConfigError::missing_file(path, var, error))?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(ConfigError::too_large(path, var, MAX_FILE_SIZE));
+    }
+    String::from_utf8(bytes).map_err(|error| {
+        ConfigError::missing_file(
+            path,
+            var,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, error.utf8_error()),
+        )
+    })
+}
+
 /// `["a", "b"]`, `v` -> `{ a = { b = v } }`; an empty path keeps a table as it is.
 pub(crate) fn nest(path: &[String], value: Value) -> Dict {
     let mut value = value;
@@ -88,6 +120,12 @@ pub fn serialize_defaults<T: Serialize>(value: &T) -> Result<Dict, ConfigError> 
 struct Known {
     schema: Schema,
     defaults: Option<Layer>,
+    /// Loads (and caches) the section, for [`ConfigSource::check`].
+    load: fn(&ConfigSource) -> Result<(), ConfigError>,
+}
+
+fn load_section<T: Section>(source: &ConfigSource) -> Result<(), ConfigError> {
+    source.section::<T>().map(drop)
 }
 
 type Cache = HashMap<TypeId, Arc<dyn Any + Send + Sync>, TypeIdBuildHasher>;
@@ -205,7 +243,8 @@ impl ConfigSource {
     }
 
     /// Reads environment overrides from variables starting with `prefix` and `_`: with
-    /// `"APP"`, `APP_HTTP_PORT` sets `http.port`.
+    /// `"APP"`, `APP_HTTP_PORT` sets `http.port`. With `""`, `HTTP_PORT` sets `http.port`
+    /// (and [`env_warnings`](Self::env_warnings) stays quiet, as every variable would match).
     pub fn env_prefix(self, prefix: &str) -> Self {
         let prefix = prefix.trim_end_matches('_').to_owned();
         self.rebuild(|_, inner| inner.prefix = Some(prefix))
@@ -236,8 +275,7 @@ impl ConfigSource {
     }
 
     fn file_named_by(self, path: &Path, var: Option<&str>) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|error| ConfigError::missing_file(path, var, error))?;
+        let text = read_config_file(path, var)?;
         let data: Dict = toml::from_str(&text).map_err(|error| {
             ConfigError::parse(format!("config file {}", path.display()), &text, &error)
         })?;
@@ -262,7 +300,10 @@ impl ConfigSource {
     /// Adds in-code defaults as a layer; `value` must serialise to a table (a struct or map).
     pub fn defaults<T: Serialize>(self, value: &T) -> Result<Self, ConfigError> {
         let data = serialize_defaults(value)?;
-        let name = format!("defaults of {}", std::any::type_name::<T>());
+        let name = format!(
+            "in-code defaults of `{}`",
+            super::schema::short_name(std::any::type_name::<T>())
+        );
         Ok(self.add(Layer {
             metadata: Metadata::named(name),
             data,
@@ -300,6 +341,73 @@ impl ConfigSource {
             .and_then(|section| section.clone().downcast::<T>().ok())
     }
 
+    /// Loads every section known so far (loaded or [registered](Self::register)), as a service
+    /// does at start-up before anything runs: every error at once, one per line. Tables of the
+    /// files that belong to no known section are warned about with the closest section name
+    /// (an error with [`deny_unknown_keys`](Self::deny_unknown_keys)).
+    ///
+    /// ```
+    /// use buvar_kit::config::ConfigSource;
+    /// use buvar_kit::log::LogConfig;
+    ///
+    /// let source = ConfigSource::new().toml("[log]\nformat = \"yaml\"")?;
+    /// source.register::<LogConfig>()?;
+    /// let error = source.check().unwrap_err();
+    /// assert!(error.to_string().starts_with("log.format: expected one of"), "{error}");
+    /// # Ok::<(), buvar_kit::config::ConfigError>(())
+    /// ```
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let known: Vec<Arc<Known>> = self.known().values().cloned().collect();
+        let mut errors: Vec<ConfigError> = known
+            .iter()
+            .filter_map(|known| (known.load)(self).err())
+            .collect();
+        let unknown = self.unknown_sections();
+        if self.inner.deny_unknown_keys && !unknown.is_empty() {
+            errors.push(ConfigError::unknown_keys(unknown));
+        } else {
+            for section in &unknown {
+                tracing::warn!(key = %section.key, origin = %section.origin, "{section}");
+            }
+        }
+        ConfigError::all(errors)
+    }
+
+    /// Tables at the root of the layers that no known section reads, e.g. `[htpp]`, each with
+    /// the closest known section.
+    pub fn unknown_sections(&self) -> Vec<UnknownKey> {
+        let known: Vec<Arc<Known>> = self.known().values().cloned().collect();
+        // A root section reads root keys, so every table may be one of its fields.
+        if known.iter().any(|known| known.schema.section.is_empty()) {
+            return Vec::new();
+        }
+        let sections: Vec<String> = known
+            .iter()
+            .map(|known| known.schema.section.to_owned())
+            .collect();
+        let Ok(Value::Dict(_, root)) = self.inner.figment.find_value("") else {
+            return Vec::new();
+        };
+        root.iter()
+            .filter(|(key, value)| {
+                matches!(value, Value::Dict(..))
+                    && !sections.iter().any(|section| {
+                        section == *key
+                            || section
+                                .strip_prefix(key.as_str())
+                                .is_some_and(|rest| rest.starts_with('.'))
+                    })
+            })
+            .map(|(key, value)| UnknownKey {
+                key: key.clone(),
+                origin: self.origin_of(&self.inner.figment, value, std::slice::from_ref(key)),
+                suggestion: env::closest(key, sections.iter().map(String::as_str))
+                    .map(str::to_owned),
+                what: "unknown section",
+            })
+            .collect()
+    }
+
     /// Makes `T` known without loading it, so [`env_warnings`](Self::env_warnings),
     /// [`unknown_keys`](Self::unknown_keys) and [`dump`](Self::dump) cover it.
     pub fn register<T: Section>(&self) -> Result<(), ConfigError> {
@@ -312,10 +420,17 @@ impl ConfigSource {
         }
         let schema = Schema::of::<T>();
         let defaults = T::defaults()?.map(|dict| Layer {
-            metadata: Metadata::named(format!("defaults of {}", schema.type_name)),
+            metadata: Metadata::named(format!(
+                "in-code defaults of `{}`",
+                super::schema::short_name(schema.type_name)
+            )),
             data: nest(&section_path(T::SECTION), Value::from(dict)),
         });
-        let known = Arc::new(Known { schema, defaults });
+        let known = Arc::new(Known {
+            schema,
+            defaults,
+            load: load_section::<T>,
+        });
         self.known()
             .entry(TypeId::of::<T>())
             .or_insert_with(|| known.clone());
@@ -328,6 +443,20 @@ impl ConfigSource {
         let schema = &known.schema;
         let figment = self.figment_for(std::slice::from_ref(&known))?;
         let path = section_path(T::SECTION);
+        self.check_limits(&figment, schema)?;
+        // A section of the wrong type in a file is an error even when environment variables
+        // set fields of it (their table would replace it in the merged view).
+        if !path.is_empty() {
+            if let Ok(other) = self.inner.figment.find_value(T::SECTION) {
+                if !matches!(other, Value::Dict(..)) {
+                    return Err(ConfigError::not_a_table(
+                        T::SECTION.to_owned(),
+                        other.to_actual().to_string(),
+                        self.origin_of(&self.inner.figment, &other, &path),
+                    ));
+                }
+            }
+        }
         let focused = if path.is_empty() {
             figment.clone()
         } else {
@@ -361,8 +490,10 @@ impl ConfigSource {
                             .is_some_and(|rest| rest.starts_with('.')))
             })
         };
+        // Lossy: booleans written as `yes`/`on`/`1` and numbers written as strings read the same
+        // from every layer as they do from the environment.
         let section = focused
-            .extract::<T>()
+            .extract_lossy::<T>()
             .map_err(|error| ConfigError::values(error, &path, &env_hint, &is_secret))?;
         let sections = self.known_section_paths();
         let unknown = unknown_keys(&figment, schema, &sections);
@@ -375,6 +506,29 @@ impl ConfigSource {
             }
         }
         Ok(section)
+    }
+
+    /// Every number of the section within its declared range, checked on the values as written
+    /// so that nothing out of range reaches the code that uses them.
+    fn check_limits(&self, figment: &Figment, schema: &Schema) -> Result<(), ConfigError> {
+        let problems: Vec<String> = schema
+            .limits
+            .iter()
+            .filter_map(|limit| {
+                let key = schema.key_of(limit);
+                let value = figment.find_value(&key).ok()?;
+                let found = limit.check(&value).err()?;
+                let origin = self.origin_of(figment, &value, &section_path(&key));
+                Some(format!(
+                    "`{key}` must be {limit}, found {found}, from {origin}"
+                ))
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::out_of_range(problems))
+        }
     }
 
     fn known_section_paths(&self) -> Vec<Vec<String>> {
@@ -460,8 +614,14 @@ impl ConfigSource {
 
     /// Variables with the source's prefix that set no field of any section known so far
     /// (loaded or [registered](Self::register)), each with the closest real variable.
+    /// Empty with an empty prefix, where every variable of the process would be a suspect.
     pub fn env_warnings(&self) -> Vec<EnvWarning> {
-        let Some(prefix) = &self.inner.prefix else {
+        let Some(prefix) = self
+            .inner
+            .prefix
+            .as_ref()
+            .filter(|prefix| !prefix.is_empty())
+        else {
             return Vec::new();
         };
         let known: Vec<Arc<Known>> = self.known().values().cloned().collect();
@@ -518,6 +678,7 @@ impl ConfigSource {
             key: plugins.key(),
             type_label: plugins.type_label(),
             default: None,
+            range: None,
         });
         for var in &self.inner.file_vars {
             help.push(EnvVar {
@@ -525,6 +686,7 @@ impl ConfigSource {
                 key: "(config file)".to_owned(),
                 type_label: "path".to_owned(),
                 default: None,
+                range: None,
             });
         }
         help.sort();
@@ -633,6 +795,8 @@ pub struct UnknownKey {
     key: String,
     origin: String,
     suggestion: Option<String>,
+    /// `unknown key` or `unknown section`.
+    what: &'static str,
 }
 
 impl UnknownKey {
@@ -649,7 +813,7 @@ impl UnknownKey {
 
 impl fmt::Display for UnknownKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: unknown key, from {}", self.key, self.origin)?;
+        write!(f, "{}: {}, from {}", self.key, self.what, self.origin)?;
         match &self.suggestion {
             Some(suggestion) => write!(f, "; did you mean `{suggestion}`?"),
             None => f.write_str("; remove it or check its spelling"),
@@ -699,6 +863,7 @@ impl UnknownScan<'_> {
                     ),
                     suggestion: env::closest(key, fields.keys().map(String::as_str))
                         .map(str::to_owned),
+                    what: "unknown key",
                 }),
             }
         }
@@ -750,6 +915,86 @@ mod tests {
             Some(REDACTED)
         );
         assert!(value.find_ref("db.absent").is_none());
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Flags {
+        on: bool,
+        off: bool,
+    }
+    crate::section!(Flags, "flags");
+
+    #[test]
+    fn relaxed_booleans_read_alike_from_toml_and_serialised_layers() {
+        let toml = ConfigSource::new()
+            .toml("[flags]\non = \"yes\"\noff = \"OFF\"")
+            .unwrap()
+            .load::<Flags>()
+            .unwrap();
+        assert!(toml.on && !toml.off);
+        let mut dict = Dict::new();
+        dict.insert("on".to_owned(), Value::from("1"));
+        dict.insert("off".to_owned(), Value::from(0));
+        let serialised = ConfigSource::new()
+            .merge(figment::providers::Serialized::default("flags", dict))
+            .load::<Flags>()
+            .unwrap();
+        assert!(serialised.on && !serialised.off);
+        let error = ConfigSource::new()
+            .toml("[flags]\non = \"maybe\"\noff = false")
+            .unwrap()
+            .load::<Flags>()
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("flags.on: expected a boolean"),
+            "{error}"
+        );
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Foo {
+        bar: u16,
+    }
+    crate::section!(Foo, "foo");
+
+    #[test]
+    // figment's `Jail` fixes the closure's error type.
+    #[allow(clippy::result_large_err)]
+    fn an_empty_prefix_reads_the_variables_env_help_advertises() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FOO_BAR", "7");
+            let source = ConfigSource::new().env_prefix("");
+            assert_eq!(source.load::<Foo>().unwrap().bar, 7);
+            let help = crate::config::env_help::<Foo>("");
+            assert_eq!(help.vars()[0].name, "FOO_BAR");
+            assert!(source.env_warnings().is_empty());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn serialised_layers_are_named_in_words() {
+        let mut dict = Dict::new();
+        dict.insert("bar".to_owned(), Value::from("x"));
+        let error = ConfigSource::new()
+            .merge(figment::providers::Serialized::default("foo", dict))
+            .load::<Foo>()
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("::"), "{error}");
+        assert!(error.contains("from in-code values"), "{error}");
+        let error = ConfigSource::new()
+            .defaults(&serde_json::json!({ "foo": { "bar": -1 } }))
+            .unwrap()
+            .load::<Foo>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("from in-code defaults of `Value`"),
+            "{error}"
+        );
     }
 
     #[test]

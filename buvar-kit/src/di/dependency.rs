@@ -289,6 +289,8 @@ impl<T: Section> Dependency for Config<T> {
 
     fn requirement() -> Option<Requirement> {
         let mut requirement = Requirement::of::<ConfigSource>();
+        // Named after the section, so that a bad value reads as a config error of that section.
+        requirement.type_name = std::any::type_name::<Self>();
         requirement.context_only = true;
         requirement.check = Some(Self::check);
         requirement.section = Some(super::Entry::section::<T>);

@@ -56,6 +56,7 @@ pub use signal::Signals;
 pub use stage::{Prepared, Stage, StageReport};
 pub use task::{Task, TaskOutcome, TaskOutput, TaskState};
 
+use crate::config::{ConfigError, ConfigSource, Section};
 use crate::di::Adapters;
 use crate::jobs::Jobs;
 use crate::{BoxError, BoxFuture, Context};
@@ -65,7 +66,11 @@ use crate::{BoxError, BoxFuture, Context};
 pub struct Plugin {
     name: Cow<'static, str>,
     prepare: Arc<dyn Fn(Prepare) -> BoxFuture<'static, Result<(), BoxError>> + Send + Sync>,
+    sections: Vec<RegisterSection>,
 }
+
+/// Makes a section type known to a config source ([`ConfigSource::register`]).
+type RegisterSection = fn(&ConfigSource) -> Result<(), ConfigError>;
 
 impl Plugin {
     /// A plugin named `name` (its stable identity: loading the same name twice prepares it once)
@@ -82,7 +87,23 @@ impl Plugin {
                 let prepared = prepare(cx);
                 Box::pin(async move { prepared.await.map_err(Into::into) })
             }),
+            sections: Vec::new(),
         }
+    }
+
+    /// Declares a config section the plugin reads, so that a service's `--env-help`,
+    /// `--print-config`, start-up check and unknown-variable warnings cover it without `main`
+    /// declaring it too. The stage makes it known to its config source before preparing.
+    pub fn section<T: Section>(mut self) -> Self {
+        self.sections.push(ConfigSource::register::<T>);
+        self
+    }
+
+    /// Makes the sections this plugin [declares](Self::section) known to `source`.
+    pub fn register_sections(&self, source: &ConfigSource) -> Result<(), ConfigError> {
+        self.sections
+            .iter()
+            .try_for_each(|register| register(source))
     }
 
     /// The plugin's name.
@@ -180,6 +201,14 @@ impl Prepare {
             path: self.path.iter().cloned().chain([name.clone()]).collect(),
         };
         cell.get_or_try_init(|| async {
+            if let Some(source) = self.shared.context.try_get::<ConfigSource>() {
+                plugin
+                    .register_sections(&source)
+                    .map_err(|source| PluginError::Prepare {
+                        plugin: name.to_string(),
+                        source: source.into(),
+                    })?;
+            }
             tracing::debug!(plugin = %name, "preparing plugin");
             let prepare = (plugin.prepare)(child);
             // The plugin context is the current one while the plugin prepares.

@@ -5,7 +5,7 @@
 //! worker's pid, `GET /pid` answers the worker's pid, `GET /slow?ms=N` answers after N milliseconds
 //! (and logs `slow request started` when it starts),
 //! `GET /block?ms=N` blocks the worker's runtime for N milliseconds, `POST /echo` answers the
-//! length of the body it read.
+//! length of the body it read, `GET /lazy` answers `[lazy] n` through an adapter.
 //!
 //! The `[vault]` section holds secrets; the `vault` plugin logs the whole section at start, so
 //! the tests can check that no secret value ever reaches a log line.
@@ -16,9 +16,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::Query;
 use axum::routing::{get, post};
-use buvar_axum::{PrepareExt, Service};
+use buvar_axum::{Inject, PrepareExt, Service};
 use buvar_kit::config::Secret;
-use buvar_kit::{BoxError, ConfigSource, Plugin, Prepare};
+use buvar_kit::{BoxError, Config, ConfigSource, Plugin, Prepare};
 use serde::{Deserialize, Serialize};
 
 /// The `[vault]` section.
@@ -43,6 +43,31 @@ impl Default for VaultConfig {
 }
 
 buvar_kit::section!(VaultConfig, "vault", default);
+
+/// The `[lazy]` section: declared by the `lazy` plugin, not by `main`, and read only by an
+/// adapter when `GET /lazy` is served.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+struct LazyConfig {
+    n: u32,
+}
+
+buvar_kit::section!(LazyConfig, "lazy", default);
+
+struct LazyN(u32);
+
+fn lazy_n(config: Config<LazyConfig>) -> LazyN {
+    LazyN(config.n)
+}
+
+async fn lazy(cx: Prepare) -> Result<(), BoxError> {
+    cx.adapters().register_infallible(lazy_n);
+    cx.routes(Router::new().route(
+        "/lazy",
+        get(|Inject(n): Inject<LazyN>| async move { n.0.to_string() }),
+    ));
+    Ok(())
+}
 
 #[derive(Deserialize)]
 struct Slow {
@@ -99,5 +124,6 @@ fn main() -> ExitCode {
         .section::<VaultConfig>()
         .load(Plugin::new("vault", vault))
         .load(Plugin::new("routes", routes))
+        .load(Plugin::new("lazy", lazy).section::<LazyConfig>())
         .run()
 }

@@ -1,0 +1,14 @@
+//! Sets `cgroup_v1_cpu_writable` when a child cgroup can be made under the cgroup v1 `cpu`
+//! controller (root on a cgroup v1 machine), so the CPU quota test runs where it can and is
+//! ignored, with the reason, where it cannot.
+
+fn main() {
+    println!("cargo::rustc-check-cfg=cfg(cgroup_v1_cpu_writable)");
+    println!("cargo::rerun-if-changed=build.rs");
+    let probe = std::path::Path::new("/sys/fs/cgroup/cpu")
+        .join(format!("buvar-build-probe-{}", std::process::id()));
+    if std::fs::create_dir(&probe).is_ok() {
+        let _ = std::fs::remove_dir(&probe);
+        println!("cargo::rustc-cfg=cgroup_v1_cpu_writable");
+    }
+}
