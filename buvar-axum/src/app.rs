@@ -163,6 +163,7 @@ impl Service {
         let source = self.config_source(&flags).map_err(|e| e.to_string())?;
         let log_config = source.section::<LogConfig>().map_err(|e| e.to_string())?;
         let http = source.section::<HttpConfig>().map_err(|e| e.to_string())?;
+        server::check_http(&http).map_err(|e| e.to_string())?;
         if flags.print_config {
             let dump = source.dump().map_err(|e| e.to_string())?;
             let _ = write!(std::io::stdout(), "{dump}");

@@ -19,6 +19,7 @@ use crate::sockets::{BindOptions, SocketError, SocketUri, parse_uris};
 /// graceful_timeout = 30     # seconds a stopping worker may drain
 /// request_timeout = 30      # seconds a handler may wait; then 408
 /// header_read_timeout = 10  # seconds a client may take to send its headers
+/// write_timeout = 30        # seconds a response may make no progress (peer not reading)
 /// body_limit = 2097152      # bytes; a larger body gets 413
 /// backlog = 1024
 /// max_connections = 10000   # per worker; beyond it clients wait in the backlog
@@ -51,6 +52,9 @@ pub struct HttpConfig {
     pub request_timeout: f64,
     /// Seconds a client may take to send the request head.
     pub header_read_timeout: f64,
+    /// Seconds a response may make no write progress (the client reads nothing) before the
+    /// connection is closed; between 0.01 and 86400.
+    pub write_timeout: f64,
     /// The largest request body accepted, in bytes.
     pub body_limit: usize,
     /// The accept queue length of each socket.
@@ -86,6 +90,7 @@ impl Default for HttpConfig {
             graceful_timeout: 30.0,
             request_timeout: 30.0,
             header_read_timeout: 10.0,
+            write_timeout: 30.0,
             body_limit: 2 * 1024 * 1024,
             backlog: 1024,
             max_connections: 10_000,
@@ -128,6 +133,7 @@ impl HttpConfig {
         ServeOptions::default()
             .graceful_timeout(self.graceful_timeout())
             .header_read_timeout(self.header_read_timeout())
+            .write_timeout(seconds(self.write_timeout))
             .max_connections(self.max_connections)
             .max_requests(
                 (self.max_requests > 0).then_some(self.max_requests),

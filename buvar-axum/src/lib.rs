@@ -58,7 +58,8 @@ pub use buvar_kit::extract::{Component, Config, Inject};
 pub use buvar_kit::{ContextLayer, Jobs};
 pub use config::HttpConfig;
 pub use server::{
-    InheritedSockets, PLUGIN_NAME, PrepareExt, Readiness, ServerError, Supervisor, plugin, router,
+    InheritedSockets, PLUGIN_NAME, PrepareExt, Readiness, ServerError, SettingOutOfRange,
+    Supervisor, plugin, router,
 };
 
 /// The README's code, compiled as a doc test so it cannot rot.

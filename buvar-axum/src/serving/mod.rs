@@ -27,13 +27,21 @@ use tower::{Layer, Service};
 use crate::sockets::{BoundSocket, Listener};
 
 mod service;
+mod write_timeout;
 
 use service::ConnectionService;
+use write_timeout::WriteTimeout;
 
 /// How long a drain lets keep-alive clients send one more request (answered with
 /// `Connection: close`) before idle connections are closed: closing an idle connection races
 /// with a client that just sent a request on it, and that client would see a failure.
 const KEEP_ALIVE_GRACE: Duration = Duration::from_secs(1);
+
+/// The most a connection buffers in this process for each direction: pipelined requests read
+/// ahead, and answers the peer has not taken yet. hyper stops reading once the read buffer is
+/// full, so a client that pipelines without reading is held to this, the kernel's socket
+/// buffers and `write_timeout`. Also the largest request head accepted (nginx takes 32 KiB).
+const MAX_CONNECTION_BUFFER: usize = 64 * 1024;
 
 /// How a [`Serving`] treats connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +52,9 @@ pub struct ServeOptions {
     /// How long a client may take to send a request head before its connection is closed
     /// (default 10 s).
     pub header_read_timeout: Duration,
+    /// How long a write may make no progress (the peer reads nothing) before the connection is
+    /// closed (default 30 s).
+    pub write_timeout: Duration,
     /// How many connections may be open at once (default 10 000); at the limit the accept
     /// loop pauses, so further clients wait in the socket's backlog instead of costing memory.
     pub max_connections: usize,
@@ -59,6 +70,7 @@ impl Default for ServeOptions {
         Self {
             graceful_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             max_requests: None,
             max_requests_jitter: 0,
@@ -76,6 +88,12 @@ impl ServeOptions {
     /// Sets the header read timeout.
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.header_read_timeout = timeout;
+        self
+    }
+
+    /// Sets the write timeout.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
         self
     }
 
@@ -186,7 +204,8 @@ impl Serving {
         .layer(service);
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
-            .header_read_timeout(options.header_read_timeout);
+            .header_read_timeout(options.header_read_timeout)
+            .max_buf_size(MAX_CONNECTION_BUFFER);
         let mut accepting = JoinSet::new();
         // One budget across all listeners: the limit is about this process's memory.
         let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
@@ -200,6 +219,7 @@ impl Serving {
                     close_idle: close_idle.clone(),
                     kill: kill.clone(),
                     slots: slots.clone(),
+                    write_timeout: options.write_timeout,
                 },
                 stop.clone(),
             ));
@@ -292,6 +312,7 @@ struct Connections<S> {
     close_idle: CancellationToken,
     kill: CancellationToken,
     slots: Arc<Semaphore>,
+    write_timeout: Duration,
 }
 
 async fn accept<S, B>(mut listener: Listener, connections: Connections<S>, stop: CancellationToken)
@@ -324,13 +345,17 @@ where
             close_idle,
             kill,
             slots: _,
+            write_timeout,
         } = connections.clone();
         tracker.spawn(async move {
             let _slot = slot;
             let service = ConnectionService::new(service);
             let mut connection = pin!(
-                http.serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades()
+                http.serve_connection(
+                    TokioIo::new(WriteTimeout::new(stream, write_timeout)),
+                    service
+                )
+                .with_upgrades()
             );
             let ended = tokio::select! {
                 ended = connection.as_mut() => Some(ended),

@@ -3,7 +3,7 @@
 //!
 //! Routes: `GET /pid` answers the worker's pid, `GET /slow?ms=N` answers after N milliseconds,
 //! `GET /block?ms=N` blocks the worker's runtime for N milliseconds, `POST /echo` answers the
-//! length of the body it read.
+//! length of the body it read, `GET /bytes?n=N` answers N bytes (at most 16 MiB).
 //!
 //! The `[vault]` section holds secrets; the `vault` plugin logs the whole section at start, so
 //! the tests can check that no secret value ever reaches a log line.
@@ -43,6 +43,11 @@ impl Default for VaultConfig {
 buvar_kit::section!(VaultConfig, "vault", default);
 
 #[derive(Deserialize)]
+struct Bytes {
+    n: usize,
+}
+
+#[derive(Deserialize)]
 struct Slow {
     ms: u64,
 }
@@ -75,6 +80,10 @@ async fn routes(cx: Prepare) -> Result<(), BoxError> {
                     std::thread::sleep(Duration::from_millis(slow.ms));
                     "block done"
                 }),
+            )
+            .route(
+                "/bytes",
+                get(|Query(bytes): Query<Bytes>| async move { vec![b'x'; bytes.n.min(16 << 20)] }),
             )
             .route(
                 "/echo",

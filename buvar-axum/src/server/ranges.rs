@@ -1,0 +1,73 @@
+//! The valid ranges of the serving settings, checked when the `[http]` section is loaded, so
+//! that an absurd value fails at start-up with its key instead of panicking in a worker.
+
+use std::fmt;
+
+use crate::HttpConfig;
+
+/// A setting outside its valid range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "`{key}` must be between {min} and {max}, found {found}; fix the config file or the environment variable"
+)]
+pub struct SettingOutOfRange {
+    /// The dotted key, e.g. `http.write_timeout`.
+    pub key: &'static str,
+    min: String,
+    max: String,
+    found: String,
+}
+
+/// Checks that `value` of `key` lies in `min..=max` (NaN never does).
+pub(crate) fn check<T: PartialOrd + fmt::Display>(
+    key: &'static str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), SettingOutOfRange> {
+    if min <= value && value <= max {
+        Ok(())
+    } else {
+        Err(SettingOutOfRange {
+            key,
+            min: min.to_string(),
+            max: max.to_string(),
+            found: value.to_string(),
+        })
+    }
+}
+
+/// One day, the longest a timeout may be: longer ones are mistakes, and `inf` would overflow.
+pub(crate) const DAY: f64 = 86_400.0;
+
+/// Checks the settings serving adds to `[http]`.
+pub(crate) fn check_http(http: &HttpConfig) -> Result<(), SettingOutOfRange> {
+    check("http.write_timeout", http.write_timeout, 0.01, DAY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_settings_are_in_range() {
+        check_http(&HttpConfig::default()).unwrap();
+    }
+
+    #[test]
+    fn an_infinite_or_nan_write_timeout_is_named_with_its_range() {
+        for bad in [f64::INFINITY, f64::NAN, 0.0, -1.0, 1e19] {
+            let http = HttpConfig {
+                write_timeout: bad,
+                ..HttpConfig::default()
+            };
+            let err = check_http(&http).unwrap_err();
+            assert_eq!(err.key, "http.write_timeout");
+            assert!(
+                err.to_string()
+                    .starts_with("`http.write_timeout` must be between 0.01 and 86400, found"),
+                "{err}"
+            );
+        }
+    }
+}
