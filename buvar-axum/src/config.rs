@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::serving::ServeOptions;
+use crate::serving::{H2Config, ServeOptions};
 use crate::sockets::{BindOptions, SocketError, SocketUri, parse_uris};
 
 /// The `[http]` section: where and how the server listens.
@@ -29,6 +29,9 @@ use crate::sockets::{BindOptions, SocketError, SocketUri, parse_uris};
 /// user = "nobody"           # workers switch to this user after binding (needs root)
 /// group = "nogroup"         # ... and this group (default: the user's primary group)
 /// unix_mode = 0o660         # file mode of unix socket files (default: the umask's)
+///
+/// [http.h2]                 # HTTP/2 next to HTTP/1.1: see `H2Config`
+/// max_concurrent_streams = 100
 /// ```
 ///
 /// Every field can be set from the environment: `APP_HTTP_PORT=9000`, `APP_HTTP_FORKS=1`, ...
@@ -75,6 +78,8 @@ pub struct HttpConfig {
     /// The file mode of unix socket files, e.g. `0o660` in TOML (432 in an environment
     /// variable); default: what the umask leaves.
     pub unix_mode: Option<u32>,
+    /// HTTP/2 (h2c with prior knowledge) on the same sockets, and its bounds.
+    pub h2: H2Config,
 }
 
 buvar_kit::section!(HttpConfig, "http", default);
@@ -100,6 +105,7 @@ impl Default for HttpConfig {
             user: None,
             group: None,
             unix_mode: None,
+            h2: H2Config::default(),
         }
     }
 }
@@ -134,6 +140,7 @@ impl HttpConfig {
             .graceful_timeout(self.graceful_timeout())
             .header_read_timeout(self.header_read_timeout())
             .write_timeout(seconds(self.write_timeout))
+            .h2(self.h2.clone())
             .max_connections(self.max_connections)
             .max_requests(
                 (self.max_requests > 0).then_some(self.max_requests),

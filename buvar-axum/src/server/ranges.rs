@@ -42,7 +42,50 @@ pub(crate) const DAY: f64 = 86_400.0;
 
 /// Checks the settings serving adds to `[http]`.
 pub(crate) fn check_http(http: &HttpConfig) -> Result<(), SettingOutOfRange> {
-    check("http.write_timeout", http.write_timeout, 0.01, DAY)
+    check("http.write_timeout", http.write_timeout, 0.01, DAY)?;
+    let h2 = &http.h2;
+    check(
+        "http.h2.max_concurrent_streams",
+        h2.max_concurrent_streams,
+        1,
+        10_000,
+    )?;
+    check(
+        "http.h2.max_header_list_size",
+        h2.max_header_list_size,
+        1024,
+        1 << 20,
+    )?;
+    check(
+        "http.h2.max_pending_accept_reset_streams",
+        h2.max_pending_accept_reset_streams,
+        1,
+        10_000,
+    )?;
+    check(
+        "http.h2.max_local_error_reset_streams",
+        h2.max_local_error_reset_streams,
+        1,
+        100_000,
+    )?;
+    check(
+        "http.h2.max_reset_streams",
+        h2.max_reset_streams,
+        1,
+        1_000_000,
+    )?;
+    check(
+        "http.h2.keep_alive_interval",
+        h2.keep_alive_interval,
+        0.0,
+        DAY,
+    )?;
+    check(
+        "http.h2.keep_alive_timeout",
+        h2.keep_alive_timeout,
+        0.01,
+        DAY,
+    )
 }
 
 #[cfg(test)]
@@ -69,5 +112,22 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn http2_bounds_are_checked_with_their_keys() {
+        let mut http = HttpConfig::default();
+        http.h2.max_concurrent_streams = 0;
+        assert_eq!(
+            check_http(&http).unwrap_err().to_string(),
+            "`http.h2.max_concurrent_streams` must be between 1 and 10000, found 0; \
+             fix the config file or the environment variable"
+        );
+        let mut http = HttpConfig::default();
+        http.h2.keep_alive_timeout = f64::INFINITY;
+        assert_eq!(
+            check_http(&http).unwrap_err().key,
+            "http.h2.keep_alive_timeout"
+        );
     }
 }

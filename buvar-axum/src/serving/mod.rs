@@ -14,8 +14,8 @@ use axum::body::{Bytes, HttpBody};
 use axum::http::{HeaderValue, Request, Response, StatusCode, header::CONNECTION};
 use buvar_kit::BoxError;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout_at};
@@ -26,9 +26,14 @@ use tower::{Layer, Service};
 
 use crate::sockets::{BoundSocket, Listener};
 
+mod activity;
+mod h2;
 mod service;
 mod write_timeout;
 
+pub use h2::H2Config;
+
+use activity::ConnectionActivity;
 use service::ConnectionService;
 use write_timeout::WriteTimeout;
 
@@ -44,13 +49,14 @@ const KEEP_ALIVE_GRACE: Duration = Duration::from_secs(1);
 const MAX_CONNECTION_BUFFER: usize = 64 * 1024;
 
 /// How a [`Serving`] treats connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ServeOptions {
     /// How long a drain waits for open connections before dropping them (default 30 s).
     pub graceful_timeout: Duration,
     /// How long a client may take to send a request head before its connection is closed
-    /// (default 10 s).
+    /// (default 10 s); on a new connection, the time until its first request, whatever the
+    /// protocol.
     pub header_read_timeout: Duration,
     /// How long a write may make no progress (the peer reads nothing) before the connection is
     /// closed (default 30 s).
@@ -63,6 +69,8 @@ pub struct ServeOptions {
     /// Up to this many responses are added to `max_requests`, chosen at random per
     /// [`Serving`], so that workers started together do not all retire together (default 0).
     pub max_requests_jitter: u64,
+    /// HTTP/2 next to HTTP/1.1, and its bounds.
+    pub h2: H2Config,
 }
 
 impl Default for ServeOptions {
@@ -74,6 +82,7 @@ impl Default for ServeOptions {
             max_connections: 10_000,
             max_requests: None,
             max_requests_jitter: 0,
+            h2: H2Config::default(),
         }
     }
 }
@@ -108,6 +117,12 @@ impl ServeOptions {
     pub fn max_requests(mut self, max: Option<u64>, jitter: u64) -> Self {
         self.max_requests = max;
         self.max_requests_jitter = jitter;
+        self
+    }
+
+    /// Sets how HTTP/2 is served.
+    pub fn h2(mut self, h2: H2Config) -> Self {
+        self.h2 = h2;
         self
     }
 
@@ -202,10 +217,12 @@ impl Serving {
             move |response| tally.response(response)
         })
         .layer(service);
-        let mut http = http1::Builder::new();
-        http.timer(TokioTimer::new())
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
             .header_read_timeout(options.header_read_timeout)
             .max_buf_size(MAX_CONNECTION_BUFFER);
+        options.h2.apply(&mut http);
         let mut accepting = JoinSet::new();
         // One budget across all listeners: the limit is about this process's memory.
         let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
@@ -220,6 +237,8 @@ impl Serving {
                     kill: kill.clone(),
                     slots: slots.clone(),
                     write_timeout: options.write_timeout,
+                    first_request_timeout: options.header_read_timeout,
+                    max_reset_streams: options.h2.max_reset_streams,
                 },
                 stop.clone(),
             ));
@@ -307,12 +326,14 @@ impl Tally {
 #[derive(Clone)]
 struct Connections<S> {
     service: S,
-    http: http1::Builder,
+    http: auto::Builder<TokioExecutor>,
     tracker: TaskTracker,
     close_idle: CancellationToken,
     kill: CancellationToken,
     slots: Arc<Semaphore>,
     write_timeout: Duration,
+    first_request_timeout: Duration,
+    max_reset_streams: u64,
 }
 
 async fn accept<S, B>(mut listener: Listener, connections: Connections<S>, stop: CancellationToken)
@@ -346,25 +367,46 @@ where
             kill,
             slots: _,
             write_timeout,
+            first_request_timeout,
+            max_reset_streams,
         } = connections.clone();
         tracker.spawn(async move {
             let _slot = slot;
-            let service = ConnectionService::new(service);
-            let mut connection = pin!(
-                http.serve_connection(
-                    TokioIo::new(WriteTimeout::new(stream, write_timeout)),
-                    service
-                )
-                .with_upgrades()
-            );
-            let ended = tokio::select! {
-                ended = connection.as_mut() => Some(ended),
-                () = close_idle.cancelled() => None,
-                () = kill.cancelled() => return,
+            let activity = Arc::new(ConnectionActivity::new(max_reset_streams));
+            let service = ConnectionService::new(service, activity.clone());
+            let io = TokioIo::new(WriteTimeout::new(stream, write_timeout));
+            let mut connection = pin!(http.serve_connection_with_upgrades(io, service));
+            // hyper's header read timeout starts once it knows the protocol, and HTTP/2 has
+            // none: this one covers the first bytes, the HTTP/2 preface and settings, and the
+            // first request of either protocol.
+            let mut first_request = pin!(tokio::time::sleep(first_request_timeout));
+            let mut awaiting_first = true;
+            let ended = loop {
+                tokio::select! {
+                    ended = connection.as_mut() => break Some(ended),
+                    () = close_idle.cancelled() => break None,
+                    () = kill.cancelled() => return,
+                    () = activity.abusive() => {
+                        tracing::warn!(
+                            "closing an HTTP/2 connection whose client cancels more streams \
+                             than it lets finish (http.h2.max_reset_streams)"
+                        );
+                        return;
+                    }
+                    () = first_request.as_mut(), if awaiting_first => {
+                        if !activity.requested() {
+                            tracing::debug!("no request within the header read timeout; closing");
+                            return;
+                        }
+                        awaiting_first = false;
+                    }
+                }
             };
             let ended = match ended {
                 Some(ended) => ended,
                 None => {
+                    // HTTP/1.1: closes once the response in flight is sent; HTTP/2: GOAWAY,
+                    // and the open streams finish.
                     connection.as_mut().graceful_shutdown();
                     tokio::select! {
                         ended = connection => ended,

@@ -75,7 +75,10 @@ impl Stall {
                 let mut sleep = match std::mem::replace(self, Stall::Flowing) {
                     Stall::Waiting(sleep) => sleep,
                     Stall::Idle(mut sleep) => {
-                        sleep.as_mut().reset(Instant::now() + timeout);
+                        // A timeout too long for the clock keeps the deadline it had, as far.
+                        if let Some(deadline) = Instant::now().checked_add(timeout) {
+                            sleep.as_mut().reset(deadline);
+                        }
                         sleep
                     }
                     Stall::Flowing => Box::pin(tokio::time::sleep(timeout)),
