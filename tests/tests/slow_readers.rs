@@ -99,3 +99,33 @@ fn slow_readers_filling_every_slot_do_not_lock_out_other_clients() {
     let (status, _, _) = service.stop();
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn an_out_of_range_write_timeout_stops_the_start_naming_the_key() {
+    for (variable, value, key) in [
+        ("SVC_HTTP_WRITE_TIMEOUT", "inf", "`http.write_timeout`"),
+        ("SVC_HTTP_WRITE_TIMEOUT", "0", "`http.write_timeout`"),
+        (
+            "SVC_HTTP_H2_MAX_CONCURRENT_STREAMS",
+            "0",
+            "`http.h2.max_concurrent_streams`",
+        ),
+        (
+            "SVC_HTTP_H2_KEEP_ALIVE_TIMEOUT",
+            "nan",
+            "`http.h2.keep_alive_timeout`",
+        ),
+    ] {
+        let output = service_support::run(&config(100), &[], &[(variable, value)]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{variable}={value}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("{key} must be between")),
+            "{variable}={value}: {stderr}"
+        );
+    }
+}

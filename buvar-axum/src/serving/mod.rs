@@ -142,12 +142,14 @@ impl ServeOptions {
     }
 }
 
-/// A service served on sockets (HTTP/1.1, with upgrades), until [`Serving::drain`].
+/// A service served on sockets (HTTP/1.1 with upgrades, and HTTP/2 with prior knowledge, told
+/// apart by the first bytes of each connection), until [`Serving::drain`].
 ///
 /// The drain closes the listeners at once (so, once no other process holds the sockets, new
 /// connections are refused), answers further requests on open connections with
-/// `Connection: close`, gives keep-alive clients a moment, then closes idle connections and
-/// waits up to the graceful timeout for the rest; whatever is still open then is dropped.
+/// `Connection: close`, gives keep-alive clients a moment, then closes idle connections (an
+/// HTTP/2 connection gets GOAWAY, and its open streams finish) and waits up to the graceful
+/// timeout for the rest; whatever is still open then is dropped.
 ///
 /// ```
 /// use axum::{Router, routing::get};
