@@ -216,6 +216,7 @@ impl Service {
         }
         let source = self.config_source(&flags)?;
         let log_config = source.section::<LogConfig>()?;
+        server::check_http(&source.section::<HttpConfig>()?)?;
         if flags.print_config {
             let dump = source.dump()?;
             let _ = write!(std::io::stdout(), "{dump}");

@@ -6,7 +6,7 @@ use buvar_kit::config::figment::value::Dict;
 use buvar_kit::config::{ConfigError, Limit, Section, serialize_defaults};
 use serde::{Deserialize, Serialize};
 
-use crate::serving::ServeOptions;
+use crate::serving::{H2Config, ServeOptions};
 use crate::sockets::{BindOptions, SocketError, SocketUri, parse_uris};
 
 /// The `[http]` section: where and how the server listens.
@@ -23,6 +23,7 @@ use crate::sockets::{BindOptions, SocketError, SocketUri, parse_uris};
 /// shutdown_delay = 0        # serving on after SIGTERM with /readyz 503 (0 to 1h)
 /// request_timeout = "30s"   # how long a handler may wait; then 408
 /// header_read_timeout = 10  # a number is seconds: how long a client may take to send its headers
+/// write_timeout = "30s"     # how long a response may make no progress (peer not reading)
 /// body_limit = 2097152      # bytes; a larger body gets 413
 /// backlog = 1024
 /// max_connections = 10000   # per worker; beyond it clients wait in the backlog
@@ -32,6 +33,9 @@ use crate::sockets::{BindOptions, SocketError, SocketUri, parse_uris};
 /// user = "nobody"           # workers switch to this user after binding (needs root)
 /// group = "nogroup"         # ... and this group (default: the user's primary group)
 /// unix_mode = "0660"        # file mode of unix socket files (default: the umask's)
+///
+/// [http.h2]                 # HTTP/2 next to HTTP/1.1: see `H2Config`
+/// max_concurrent_streams = 100
 /// ```
 ///
 /// Every field can be set from the environment: `APP_HTTP_PORT=9000`, `APP_HTTP_FORKS=1`, ...
@@ -72,6 +76,10 @@ pub struct HttpConfig {
     /// How long a client may take to send the request head.
     #[serde(with = "buvar_kit::config::duration")]
     pub header_read_timeout: Duration,
+    /// How long a response may make no write progress (the client reads nothing) before the
+    /// connection is closed.
+    #[serde(with = "buvar_kit::config::duration")]
+    pub write_timeout: Duration,
     /// The largest request body accepted, in bytes.
     pub body_limit: usize,
     /// The accept queue length of each socket.
@@ -94,6 +102,8 @@ pub struct HttpConfig {
     /// TOML); default: what the umask leaves.
     #[serde(with = "buvar_kit::config::file_mode")]
     pub unix_mode: Option<u32>,
+    /// HTTP/2 (h2c with prior knowledge) on the same sockets, and its bounds.
+    pub h2: H2Config,
 }
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
@@ -122,6 +132,7 @@ impl Section for HttpConfig {
             Limit::duration("shutdown_delay", Duration::ZERO..=Duration::from_secs(3600)),
             Limit::duration("request_timeout", Duration::from_millis(1)..=DAY),
             Limit::duration("header_read_timeout", Duration::from_millis(1)..=DAY),
+            Limit::duration("write_timeout", Duration::from_millis(10)..=DAY),
             Limit::count("body_limit", 0..=1 << 40),
             Limit::count("backlog", 1..=65_535),
             Limit::count("max_connections", 1..=1_000_000),
@@ -145,6 +156,7 @@ impl Default for HttpConfig {
             shutdown_delay: Duration::ZERO,
             request_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
             body_limit: 2 * 1024 * 1024,
             backlog: 1024,
             max_connections: 10_000,
@@ -154,6 +166,7 @@ impl Default for HttpConfig {
             user: None,
             group: None,
             unix_mode: None,
+            h2: H2Config::default(),
         }
     }
 }
@@ -194,6 +207,8 @@ impl HttpConfig {
             .graceful_timeout(self.graceful_timeout())
             .keep_alive_grace(self.keep_alive_grace)
             .header_read_timeout(self.header_read_timeout())
+            .write_timeout(self.write_timeout)
+            .h2(self.h2.clone())
             .max_connections(self.max_connections)
             .max_requests(
                 (self.max_requests > 0).then_some(self.max_requests),

@@ -72,7 +72,8 @@ pub use buvar_kit::{ContextLayer, Jobs};
 pub use config::HttpConfig;
 pub use metrics::{MetricsConfig, MetricsError};
 pub use server::{
-    InheritedSockets, PLUGIN_NAME, PrepareExt, Readiness, ServerError, Supervisor, plugin, router,
+    InheritedSockets, PLUGIN_NAME, PrepareExt, Readiness, ServerError, SettingOutOfRange,
+    Supervisor, plugin, router,
 };
 
 /// What [`Service::run`] says on a system other than Linux, where it cannot fork workers.

@@ -1,9 +1,8 @@
 //! Config loading of a real `Service`: validated ranges, durations, the start-up check and the
 //! reports an operator sees (exit codes and stderr).
 
-mod service_support;
 
-use service_support::{Service, run};
+use buvar_tests::service::{Service, run};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -222,7 +221,7 @@ fn a_section_of_the_wrong_type_is_an_error_even_with_its_variables_set() {
 
 #[test]
 fn a_config_path_that_is_not_a_regular_file_or_too_large_is_refused() {
-    let out = service_support::command()
+    let out = buvar_tests::service::command()
         .args(["--config", "/dev/zero", "--check"])
         .output()
         .expect("run service-server");
@@ -236,7 +235,7 @@ fn a_config_path_that_is_not_a_regular_file_or_too_large_is_refused() {
     let big = dir.path().join("big.toml");
     let comment = format!("# {}\n", "x".repeat(1022));
     std::fs::write(&big, comment.repeat(17 * 1024)).expect("write");
-    let out = service_support::command()
+    let out = buvar_tests::service::command()
         .arg("--config")
         .arg(&big)
         .arg("--check")
@@ -280,7 +279,7 @@ fn the_open_file_limit_is_raised_to_the_hard_limit_and_a_shortfall_is_warned_abo
         "[http]\nport = 0\nforks = 1\nmax_connections = 10000\n",
     )
     .unwrap();
-    let mut command = service_support::command();
+    let mut command = buvar_tests::service::command();
     command
         .arg("--config")
         .arg(&config)

@@ -1,7 +1,6 @@
 //! `forks = 0` counts CPUs from the cgroup CPU quota: a service in a cgroup limited to 1 CPU
 //! runs 1 worker on a machine with more, and says where the count came from.
 
-mod service_support;
 
 use std::io::BufRead;
 use std::os::unix::process::CommandExt;
@@ -44,7 +43,7 @@ fn a_one_cpu_quota_gives_one_worker_and_the_log_names_the_quota() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("svc.toml");
     std::fs::write(&config, "[http]\nport = 0\nforks = 0\n").unwrap();
-    let mut command = service_support::command();
+    let mut command = buvar_tests::service::command();
     command
         .arg("--config")
         .arg(&config)

@@ -36,6 +36,9 @@ pub(crate) enum StartError {
     /// The sockets could not be parsed or bound.
     #[error(transparent)]
     Sockets(#[from] SocketError),
+    /// A setting of `[http.h2]` is out of its range.
+    #[error(transparent)]
+    OutOfRange(#[from] crate::SettingOutOfRange),
     /// `[http] group` without `[http] user`.
     #[error("`[http] group` needs `[http] user` as well")]
     GroupWithoutUser,

@@ -1,6 +1,7 @@
 //! The axum server plugin: one router from every plugin's routes, served on the shared
 //! listeners with graceful shutdown on [`Cancel`].
 
+mod ranges;
 mod request_id;
 mod routes;
 mod timeout;
@@ -23,6 +24,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
+pub use ranges::SettingOutOfRange;
+pub(crate) use ranges::check_http;
 use request_id::{RequestIdLayer, X_REQUEST_ID};
 pub use routes::PrepareExt;
 pub(crate) use routes::{Routes, merge as merge_routes};
@@ -97,10 +100,12 @@ impl ServicePlugins {
 
 /// The `[http]` section of the config source in the context, or the defaults without one.
 pub(crate) fn http_config(context: &Context) -> Result<Arc<HttpConfig>, ServerError> {
-    match context.try_get::<ConfigSource>() {
-        Some(source) => Ok(source.section::<HttpConfig>()?),
-        None => Ok(Arc::new(HttpConfig::default())),
-    }
+    let http = match context.try_get::<ConfigSource>() {
+        Some(source) => source.section::<HttpConfig>()?,
+        None => Arc::new(HttpConfig::default()),
+    };
+    check_http(&http)?;
+    Ok(http)
 }
 
 /// Why the server could not start or serve.
@@ -118,6 +123,9 @@ pub enum ServerError {
     /// The `[http]` section is invalid.
     #[error(transparent)]
     Config(#[from] buvar_kit::config::ConfigError),
+    /// A setting is outside its valid range.
+    #[error(transparent)]
+    OutOfRange(#[from] SettingOutOfRange),
     /// Binding the sockets failed.
     #[error(transparent)]
     Bind(#[from] SocketError),

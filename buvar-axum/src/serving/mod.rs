@@ -14,8 +14,8 @@ use axum::body::{Bytes, HttpBody};
 use axum::http::{HeaderValue, Request, Response, StatusCode, header::CONNECTION};
 use buvar_kit::BoxError;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout_at};
@@ -26,9 +26,22 @@ use tower::{Layer, Service};
 
 use crate::sockets::{BoundSocket, Listener};
 
+mod activity;
+mod h2;
 mod service;
+mod write_timeout;
 
+pub use h2::H2Config;
+
+use activity::ConnectionActivity;
 use service::ConnectionService;
+use write_timeout::WriteTimeout;
+
+/// The most a connection buffers in this process for each direction: pipelined requests read
+/// ahead, and answers the peer has not taken yet. hyper stops reading once the read buffer is
+/// full, so a client that pipelines without reading is held to this, the kernel's socket
+/// buffers and `write_timeout`. Also the largest request head accepted (nginx takes 32 KiB).
+const MAX_CONNECTION_BUFFER: usize = 64 * 1024;
 
 /// How a [`Serving`] treats connections: the defaults, changed with the setters (the type may
 /// gain options, so it is built only this way).
@@ -42,15 +55,17 @@ use service::ConnectionService;
 ///     .keep_alive_grace(Duration::ZERO);
 /// # let _ = options;
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ServeOptions {
     pub(crate) graceful_timeout: Duration,
     pub(crate) keep_alive_grace: Duration,
     pub(crate) header_read_timeout: Duration,
+    pub(crate) write_timeout: Duration,
     pub(crate) max_connections: usize,
     pub(crate) max_requests: Option<u64>,
     pub(crate) max_requests_jitter: u64,
+    pub(crate) h2: H2Config,
 }
 
 impl Default for ServeOptions {
@@ -59,9 +74,11 @@ impl Default for ServeOptions {
             graceful_timeout: Duration::from_secs(30),
             keep_alive_grace: Duration::from_secs(1),
             header_read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             max_requests: None,
             max_requests_jitter: 0,
+            h2: H2Config::default(),
         }
     }
 }
@@ -90,6 +107,13 @@ impl ServeOptions {
         self
     }
 
+    /// How long a write may make no progress (the peer reads nothing) before the connection is
+    /// closed (default 30 s).
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
     /// How many connections may be open at once (default 10 000; 0 counts as 1); at the limit
     /// the accept loop pauses, so further clients wait in the socket's backlog instead of
     /// costing memory.
@@ -104,6 +128,12 @@ impl ServeOptions {
     pub fn max_requests(mut self, max: Option<u64>, jitter: u64) -> Self {
         self.max_requests = max;
         self.max_requests_jitter = jitter;
+        self
+    }
+
+    /// How HTTP/2 is served next to HTTP/1.1 on the same sockets, and its bounds.
+    pub fn h2(mut self, h2: H2Config) -> Self {
+        self.h2 = h2;
         self
     }
 
@@ -199,9 +229,12 @@ impl Serving {
             move |response| tally.response(response)
         })
         .layer(service);
-        let mut http = http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(options.header_read_timeout);
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(options.header_read_timeout)
+            .max_buf_size(MAX_CONNECTION_BUFFER);
+        options.h2.apply(&mut http);
         let mut accepting = JoinSet::new();
         // One budget across all listeners: the limit is about this process's memory.
         let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
@@ -215,6 +248,9 @@ impl Serving {
                     close_idle: close_idle.clone(),
                     kill: kill.clone(),
                     slots: slots.clone(),
+                    write_timeout: options.write_timeout,
+                    first_request_timeout: options.header_read_timeout,
+                    max_reset_streams: options.h2.max_reset_streams,
                 },
                 stop.clone(),
             ));
@@ -303,11 +339,14 @@ impl Tally {
 #[derive(Clone)]
 struct Connections<S> {
     service: S,
-    http: http1::Builder,
+    http: auto::Builder<TokioExecutor>,
     tracker: TaskTracker,
     close_idle: CancellationToken,
     kill: CancellationToken,
     slots: Arc<Semaphore>,
+    write_timeout: Duration,
+    first_request_timeout: Duration,
+    max_reset_streams: u64,
 }
 
 async fn accept<S, B>(mut listener: Listener, connections: Connections<S>, stop: CancellationToken)
@@ -379,22 +418,47 @@ fn serve_connection<S, B>(
         close_idle,
         kill,
         slots: _,
+        write_timeout,
+        first_request_timeout,
+        max_reset_streams,
     } = connections;
     tracker.spawn(async move {
         let _slot = slot;
-        let service = ConnectionService::new(service);
-        let mut connection = pin!(
-            http.serve_connection(TokioIo::new(stream), service)
-                .with_upgrades()
-        );
-        let ended = tokio::select! {
-            ended = connection.as_mut() => Some(ended),
-            () = close_idle.cancelled() => None,
-            () = kill.cancelled() => return,
+        let activity = Arc::new(ConnectionActivity::new(max_reset_streams));
+        let service = ConnectionService::new(service, activity.clone());
+        let io = TokioIo::new(WriteTimeout::new(stream, write_timeout));
+        let mut connection = pin!(http.serve_connection_with_upgrades(io, service));
+        // hyper's header read timeout starts once it knows the protocol, and HTTP/2 has
+        // none: this one covers the first bytes, the HTTP/2 preface and settings, and the
+        // first request of either protocol.
+        let mut first_request = pin!(tokio::time::sleep(first_request_timeout));
+        let mut awaiting_first = true;
+        let ended = loop {
+            tokio::select! {
+                ended = connection.as_mut() => break Some(ended),
+                () = close_idle.cancelled() => break None,
+                () = kill.cancelled() => return,
+                () = activity.abusive() => {
+                    tracing::warn!(
+                        "closing an HTTP/2 connection whose client cancels more streams \
+                         than it lets finish (http.h2.max_reset_streams)"
+                    );
+                    return;
+                }
+                () = first_request.as_mut(), if awaiting_first => {
+                    if !activity.requested() {
+                        tracing::debug!("no request within the header read timeout; closing");
+                        return;
+                    }
+                    awaiting_first = false;
+                }
+            }
         };
         let ended = match ended {
             Some(ended) => ended,
             None => {
+                // HTTP/1.1: closes once the response in flight is sent; HTTP/2: GOAWAY,
+                // and the open streams finish.
                 connection.as_mut().graceful_shutdown();
                 tokio::select! {
                     ended = connection => ended,

@@ -11,36 +11,59 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker, ready};
+
+use axum::http::{self, Version};
 
 use pin_project_lite::pin_project;
 use tower::Service;
 use tower::ServiceExt;
 use tower::util::Oneshot;
 
+use super::activity::{ConnectionActivity, StreamGuard};
+
 /// A tower service served on one connection (see the module docs).
 #[derive(Debug)]
 pub(super) struct ConnectionService<S> {
     service: RefCell<S>,
+    activity: Arc<ConnectionActivity>,
 }
 
 impl<S> ConnectionService<S> {
-    pub(super) fn new(service: S) -> Self {
+    pub(super) fn new(service: S, activity: Arc<ConnectionActivity>) -> Self {
         Self {
             service: RefCell::new(service),
+            activity,
         }
     }
 }
 
-impl<S, Request> hyper::service::Service<Request> for ConnectionService<S>
+impl<S, B> hyper::service::Service<http::Request<B>> for ConnectionService<S>
 where
-    S: Service<Request> + Clone,
+    S: Service<http::Request<B>> + Clone,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = ResponseFuture<S, Request>;
+    type Future = StreamFuture<ResponseFuture<S, http::Request<B>>>;
 
-    fn call(&self, request: Request) -> Self::Future {
+    fn call(&self, request: http::Request<B>) -> Self::Future {
+        self.activity.request();
+        // Only an HTTP/2 stream can be cancelled while its connection serves on.
+        let guard =
+            (request.version() == Version::HTTP_2).then(|| StreamGuard::new(self.activity.clone()));
+        StreamFuture {
+            inner: self.respond(request),
+            guard,
+        }
+    }
+}
+
+impl<S> ConnectionService<S> {
+    fn respond<Request>(&self, request: Request) -> ResponseFuture<S, Request>
+    where
+        S: Service<Request> + Clone,
+    {
         let mut service = self.service.borrow_mut();
         // Readiness is asked without a waker first. A service that is not ready at once (one
         // with a concurrency limit, say) may have queued for capacity: that very service is
@@ -63,7 +86,30 @@ where
 }
 
 pin_project! {
-    /// The response future of [`ConnectionService`].
+    /// The response future of [`ConnectionService`]: an HTTP/2 stream's notes whether it was
+    /// answered or cancelled.
+    pub(super) struct StreamFuture<F> {
+        #[pin]
+        inner: F,
+        guard: Option<StreamGuard>,
+    }
+}
+
+impl<F: Future> Future for StreamFuture<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let output = ready!(this.inner.poll(cx));
+        if let Some(guard) = this.guard {
+            guard.finish();
+        }
+        Poll::Ready(output)
+    }
+}
+
+pin_project! {
+    /// What [`ConnectionService`] answers with.
     #[project = Projected]
     pub(super) enum ResponseFuture<S, Request>
     where
@@ -96,7 +142,6 @@ where
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use hyper::service::Service as _;
@@ -120,7 +165,7 @@ mod tests {
         }
     }
 
-    impl Service<u32> for Counted {
+    impl Service<http::Request<u32>> for Counted {
         type Response = u32;
         type Error = Infallible;
         type Future = std::future::Ready<Result<u32, Infallible>>;
@@ -129,34 +174,73 @@ mod tests {
             Poll::Ready(Ok(()))
         }
 
-        fn call(&mut self, request: u32) -> Self::Future {
-            std::future::ready(Ok(request * 2))
+        fn call(&mut self, request: http::Request<u32>) -> Self::Future {
+            std::future::ready(Ok(request.into_body() * 2))
         }
+    }
+
+    fn request(n: u32, version: Version) -> http::Request<u32> {
+        let mut request = http::Request::new(n);
+        *request.version_mut() = version;
+        request
     }
 
     #[tokio::test]
     async fn a_ready_service_is_called_in_place_without_a_clone_per_request() {
         let clones = Arc::new(AtomicUsize::new(0));
-        let connection = ConnectionService::new(Counted {
-            clones: clones.clone(),
-        });
+        let activity = Arc::new(ConnectionActivity::new(10));
+        let connection = ConnectionService::new(
+            Counted {
+                clones: clones.clone(),
+            },
+            activity.clone(),
+        );
+        assert!(!activity.requested());
         for n in 0..10 {
-            assert_eq!(connection.call(n).await.unwrap(), n * 2);
+            let call = connection.call(request(n, Version::HTTP_11));
+            assert!(call.guard.is_none());
+            assert_eq!(call.await.unwrap(), n * 2);
         }
         assert_eq!(clones.load(Ordering::Relaxed), 0);
+        assert!(activity.requested());
+    }
+
+    #[tokio::test]
+    async fn http2_streams_dropped_unanswered_count_as_cancelled() {
+        let activity = Arc::new(ConnectionActivity::new(1));
+        let connection = ConnectionService::new(
+            Counted {
+                clones: Arc::default(),
+            },
+            activity.clone(),
+        );
+        assert_eq!(
+            connection.call(request(1, Version::HTTP_2)).await.unwrap(),
+            2
+        );
+        for _ in 0..2 {
+            drop(connection.call(request(1, Version::HTTP_2)));
+        }
+        // Two cancelled against one answered plus one allowed: still fine; one more is not.
+        drop(connection.call(request(1, Version::HTTP_2)));
+        tokio::time::timeout(std::time::Duration::from_secs(5), activity.abusive())
+            .await
+            .expect("found abusive");
     }
 
     #[tokio::test]
     async fn a_service_that_is_not_ready_is_awaited_on_a_clone() {
         let limited = ConcurrencyLimit::new(
-            service_fn(|n: u32| async move { Ok::<_, Infallible>(n + 1) }),
+            service_fn(|request: http::Request<u32>| async move {
+                Ok::<_, Infallible>(request.into_body() + 1)
+            }),
             1,
         );
-        let connection = ConnectionService::new(limited);
+        let connection = ConnectionService::new(limited, Arc::new(ConnectionActivity::new(1)));
         // The first call takes the only permit and holds it until its future ends.
-        let first = connection.call(1);
-        let second = connection.call(2);
-        assert!(matches!(second, ResponseFuture::Waiting { .. }));
+        let first = connection.call(request(1, Version::HTTP_11));
+        let second = connection.call(request(2, Version::HTTP_11));
+        assert!(matches!(second.inner, ResponseFuture::Waiting { .. }));
         assert_eq!(first.await.unwrap(), 2);
         assert_eq!(second.await.unwrap(), 3);
     }

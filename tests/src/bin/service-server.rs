@@ -5,7 +5,8 @@
 //! worker's pid, `GET /pid` answers the worker's pid, `GET /slow?ms=N` answers after N milliseconds
 //! (and logs `slow request started` when it starts),
 //! `GET /block?ms=N` blocks the worker's runtime for N milliseconds, `POST /echo` answers the
-//! length of the body it read, `GET /lazy` answers `[lazy] n` through an adapter.
+//! length of the body it read, `GET /bytes?n=N` answers N bytes (at most 16 MiB), `GET /lazy`
+//! answers `[lazy] n` through an adapter.
 //!
 //! The `[vault]` section holds secrets; the `vault` plugin logs the whole section at start, so
 //! the tests can check that no secret value ever reaches a log line.
@@ -70,6 +71,11 @@ async fn lazy(cx: Prepare) -> Result<(), BoxError> {
 }
 
 #[derive(Deserialize)]
+struct Bytes {
+    n: usize,
+}
+
+#[derive(Deserialize)]
 struct Slow {
     ms: u64,
 }
@@ -110,6 +116,10 @@ async fn routes(cx: Prepare) -> Result<(), BoxError> {
                     std::thread::sleep(Duration::from_millis(slow.ms));
                     "block done"
                 }),
+            )
+            .route(
+                "/bytes",
+                get(|Query(bytes): Query<Bytes>| async move { vec![b'x'; bytes.n.min(16 << 20)] }),
             )
             .route(
                 "/echo",
