@@ -12,9 +12,9 @@ use buvar_kit::plugin::Signals;
 use buvar_kit::{ConfigSource, Context, Plugin, Stage};
 use clap::Parser;
 
-use crate::HttpConfig;
 use crate::fork::{Credentials, Prefork, Worker};
 use crate::server::{self, InheritedSockets, ServicePlugins, Supervisor};
+use crate::{HttpConfig, ReadinessConfig};
 
 /// Command-line flags every buvar service understands.
 #[derive(Debug, Parser)]
@@ -85,6 +85,7 @@ impl Service {
         }
         .section::<HttpConfig>()
         .section::<LogConfig>()
+        .section::<ReadinessConfig>()
     }
 
     /// Loads `plugin` in every worker.

@@ -48,6 +48,7 @@
 mod app;
 mod config;
 pub mod fork;
+mod redact;
 mod server;
 pub mod serving;
 pub mod sockets;
@@ -58,7 +59,8 @@ pub use buvar_kit::extract::{Component, Config, Inject};
 pub use buvar_kit::{ContextLayer, Jobs};
 pub use config::HttpConfig;
 pub use server::{
-    InheritedSockets, PLUGIN_NAME, PrepareExt, Readiness, ServerError, Supervisor, plugin, router,
+    InheritedSockets, PLUGIN_NAME, PrepareExt, Readiness, ReadinessConfig, ReadinessError,
+    ServerError, Supervisor, plugin, router,
 };
 
 /// The README's code, compiled as a doc test so it cannot rot.

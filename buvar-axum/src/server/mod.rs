@@ -1,6 +1,7 @@
 //! The axum server plugin: one router from every plugin's routes, served on the shared
 //! listeners with graceful shutdown on [`Cancel`].
 
+mod readiness;
 mod request_id;
 mod routes;
 mod timeout;
@@ -13,9 +14,8 @@ use std::convert::Infallible;
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::DefaultBodyLimit;
-use axum::http::{Request, Response, StatusCode};
+use axum::http::{Request, Response};
 use axum::routing::get;
-use buvar_kit::extract::Component;
 use buvar_kit::{BoxError, Cancel, ConfigSource, Context, ContextLayer, Plugin, Prepare, Stage};
 use tokio::sync::watch;
 use tower::{Service, ServiceBuilder};
@@ -23,6 +23,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
+pub use readiness::{ReadinessConfig, ReadinessError};
 use request_id::{RequestIdLayer, X_REQUEST_ID};
 pub use routes::PrepareExt;
 pub(crate) use routes::Routes;
@@ -118,6 +119,9 @@ pub enum ServerError {
     /// Binding the sockets failed.
     #[error(transparent)]
     Bind(#[from] SocketError),
+    /// The readiness checks cannot be set up.
+    #[error(transparent)]
+    Readiness(#[from] ReadinessError),
     /// Serving failed.
     #[error("serving failed: {0}")]
     Io(#[from] std::io::Error),
@@ -202,21 +206,11 @@ impl Readiness {
     }
 }
 
+/// Liveness: the process answers HTTP. It never asks a dependency, on purpose: a database
+/// outage would otherwise make the orchestrator restart every replica at once, which cannot
+/// bring the database back and throws away warm workers. Dependencies belong in `/readyz`.
 async fn healthz() -> &'static str {
     "ok"
-}
-
-async fn readyz(
-    Component(readiness): Component<Readiness>,
-    Component(cancel): Component<Cancel>,
-) -> (StatusCode, &'static str) {
-    if cancel.is_cancelled() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining")
-    } else if readiness.is_ready() {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting")
-    }
 }
 
 /// The server's router: every plugin's routes, `/healthz` and `/readyz`, and the layers (request
@@ -254,7 +248,7 @@ where
 {
     let builtin = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz));
+        .route("/readyz", readiness::route(context)?);
     let router = routes::merge(Routes::merged(context)?, builtin, PLUGIN_NAME)?;
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<B>| {
         // At debug level: a span per request costs a tenth of the throughput with a JSON
