@@ -12,6 +12,7 @@ use buvar_kit::plugin::Signals;
 use buvar_kit::{ConfigSource, Context, Plugin, Stage};
 use clap::Parser;
 
+use crate::before_fork::{BeforeFork, BeforeForkFlags};
 use crate::fork::{Credentials, Prefork, Worker};
 use crate::server::{self, InheritedSockets, ServicePlugins, Supervisor};
 use crate::{HttpConfig, ReadinessConfig};
@@ -32,6 +33,8 @@ struct Flags {
     /// List every environment variable the config reads, with type and default.
     #[arg(long)]
     env_help: bool,
+    #[command(flatten)]
+    before_fork: BeforeForkFlags,
 }
 
 struct SectionInfo {
@@ -64,6 +67,7 @@ pub struct Service {
     env_prefix: String,
     plugins: ServicePlugins,
     sections: Vec<SectionInfo>,
+    pub(crate) before_fork: BeforeFork,
 }
 
 impl std::fmt::Debug for Service {
@@ -82,6 +86,7 @@ impl Service {
             env_prefix: env_prefix.trim_end_matches('_').to_owned(),
             plugins: ServicePlugins::default(),
             sections: Vec::new(),
+            before_fork: BeforeFork::default(),
         }
         .section::<HttpConfig>()
         .section::<LogConfig>()
@@ -176,6 +181,10 @@ impl Service {
         if flags.check {
             return Ok(self.check(source));
         }
+        if flags.before_fork.only() {
+            let ran = self.before_fork.run(&flags.before_fork, &source);
+            return ran.map(|()| ExitCode::SUCCESS).map_err(|e| e.to_string());
+        }
         let uris = http.socket_uris().map_err(|e| e.to_string())?;
         // Resolved before binding, so a typo costs nothing and binding still runs as root.
         let credentials = match &http.user {
@@ -189,6 +198,9 @@ impl Service {
         };
         let sockets =
             crate::sockets::bind(&uris, &http.bind_options()).map_err(|e| e.to_string())?;
+        self.before_fork
+            .run(&flags.before_fork, &source)
+            .map_err(|e| e.to_string())?;
         let plugins = Arc::new(self);
         Prefork::new(sockets)
             .workers(http.forks)

@@ -46,6 +46,7 @@
 //! | [`testing`] | calling the staged router without a socket, or a real server on port 0 |
 
 mod app;
+mod before_fork;
 mod config;
 pub mod fork;
 mod redact;
@@ -55,6 +56,7 @@ pub mod sockets;
 pub mod testing;
 
 pub use app::Service;
+pub use before_fork::BeforeForkError;
 pub use buvar_kit::extract::{Component, Config, Inject};
 pub use buvar_kit::{ContextLayer, Jobs};
 pub use config::HttpConfig;
