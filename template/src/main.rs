@@ -5,11 +5,21 @@ use std::process::ExitCode;
 
 use buvar_axum::Service;
 
+{% if database == "postgres" -%}
+use {{crate_name}}::plugins::{database, greeter, notes};
+{%- else -%}
 use {{crate_name}}::plugins::greeter;
+{%- endif %}
 
 fn main() -> ExitCode {
     Service::new("{{env_prefix}}")
         .section::<greeter::GreeterConfig>()
         .load(greeter::plugin())
+{%- if database == "postgres" %}
+        .section::<database::DatabaseConfig>()
+        .before_fork("migrate", database::migrate)
+        .load(database::plugin())
+        .load(notes::plugin())
+{%- endif %}
         .run()
 }

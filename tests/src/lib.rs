@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests in `tests/` and the soak binary: reading `/proc`,
 //! and reading a child process's output.
 
+pub mod postgres;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::ChildStdout;
 use std::sync::mpsc::{Receiver, channel};
