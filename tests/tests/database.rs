@@ -99,7 +99,8 @@ fn rendered() -> &'static Rendered {
             .unwrap();
         write!(
             manifest,
-            "\n[patch.crates-io]\nbuvar-kit = {{ path = {:?} }}\nbuvar-axum = {{ path = {:?} }}\n",
+            // Its own workspace: it sits inside this one's target directory.
+            "\n[workspace]\n\n[patch.crates-io]\nbuvar-kit = {{ path = {:?} }}\nbuvar-axum = {{ path = {:?} }}\n",
             ws.join("buvar-kit"),
             ws.join("buvar-axum"),
         )
