@@ -20,7 +20,9 @@ async fn server() -> TestServer {
     let config = config();
     let context = Context::new();
     context.add(config.clone());
-    database::migrate(context).await.expect("the migrations run");
+    database::migrate(context)
+        .await
+        .expect("the migrations run");
     TestApp::new()
         .config(config)
         .load(database::plugin())
@@ -69,7 +71,10 @@ async fn a_note_is_created_read_listed_updated_and_deleted() {
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_i64().expect("an id");
     let url = server.url(&format!("/notes/{id}"));
-    assert_eq!(call(&client, Method::GET, &url, None).await, (200, created.clone()));
+    assert_eq!(
+        call(&client, Method::GET, &url, None).await,
+        (200, created.clone())
+    );
 
     let (status, page) = call(
         &client,

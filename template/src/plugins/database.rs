@@ -61,9 +61,11 @@ struct Settings {
 impl DatabaseConfig {
     fn settings(&self) -> Result<Settings, BoxError> {
         if self.url.expose().is_empty() {
-            return Err("`[database] url` is not set: set it in the config file or in \
+            return Err(
+                "`[database] url` is not set: set it in the config file or in \
                         {{env_prefix}}_DATABASE_URL (postgres://user:password@host:port/database)"
-                .into());
+                    .into(),
+            );
         }
         let options = PgConnectOptions::from_str(self.url.expose()).map_err(|err| {
             // sqlx quotes the URL in some of its errors: say what is wrong without it.
@@ -181,7 +183,10 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("`[database] url`") && !err.contains("hunter2"), "{err}");
+        assert!(
+            err.contains("`[database] url`") && !err.contains("hunter2"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -189,10 +194,22 @@ mod tests {
         let url = "postgres://app:hunter2@db/app";
         let mut bad = config(url);
         bad.pool_size = 0;
-        assert!(bad.settings().err().unwrap().to_string().contains("pool_size"));
+        assert!(
+            bad.settings()
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("pool_size")
+        );
         let mut bad = config(url);
         bad.acquire_timeout = f64::NAN;
-        assert!(bad.settings().err().unwrap().to_string().contains("acquire_timeout"));
+        assert!(
+            bad.settings()
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("acquire_timeout")
+        );
     }
 
     #[test]
@@ -200,6 +217,9 @@ mod tests {
         let settings = config("postgres://app:hunter2@db.internal:6432/notes")
             .settings()
             .unwrap();
-        assert_eq!(location(&settings.options), "postgres://db.internal:6432/notes");
+        assert_eq!(
+            location(&settings.options),
+            "postgres://db.internal:6432/notes"
+        );
     }
 }

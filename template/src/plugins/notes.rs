@@ -106,12 +106,14 @@ impl Notes {
 
     /// Replaces the note with `id`; `None` when there is none.
     pub async fn update(&self, id: i64, input: &NoteInput) -> Result<Option<Note>, sqlx::Error> {
-        sqlx::query_as("UPDATE notes SET title = $2, body = $3 WHERE id = $1 RETURNING id, title, body")
-            .bind(id)
-            .bind(&input.title)
-            .bind(&input.body)
-            .fetch_optional(&*self.pool)
-            .await
+        sqlx::query_as(
+            "UPDATE notes SET title = $2, body = $3 WHERE id = $1 RETURNING id, title, body",
+        )
+        .bind(id)
+        .bind(&input.title)
+        .bind(&input.body)
+        .fetch_optional(&*self.pool)
+        .await
     }
 
     /// Deletes the note with `id`; whether there was one.
@@ -236,7 +238,11 @@ async fn update(
     input: Result<Json<NoteInput>, JsonRejection>,
 ) -> Result<Json<Note>, ApiError> {
     let input = checked(input)?;
-    notes.update(id, &input).await?.map(Json).ok_or(ApiError::NotFound)
+    notes
+        .update(id, &input)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound)
 }
 
 async fn delete(Inject(notes): Inject<Notes>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
@@ -285,7 +291,10 @@ mod tests {
         assert_eq!(invalid_field(&input("groceries", "milk")), None);
         assert_eq!(invalid_field(&input("  ", "")), Some("title"));
         assert_eq!(invalid_field(&input(&"x".repeat(201), "")), Some("title"));
-        assert_eq!(invalid_field(&input("ok", &"x".repeat(10_001))), Some("body"));
+        assert_eq!(
+            invalid_field(&input("ok", &"x".repeat(10_001))),
+            Some("body")
+        );
         assert_eq!(invalid_field(&input(&"é".repeat(200), "")), None);
     }
 }
