@@ -212,7 +212,14 @@ impl Service {
     fn stop(mut self) {
         kill(Pid::from_raw(self.pid()), Signal::SIGTERM).unwrap();
         let status = self.child.wait().unwrap();
-        assert_eq!(status.code(), Some(0), "{status}");
+        // The output ends with the process: what it said since start-up explains a failure.
+        self.seen.extend(self.lines.try_iter());
+        let complaints: Vec<&String> = self
+            .seen
+            .iter()
+            .filter(|line| line.contains("\"ERROR\"") || line.contains("\"WARN\""))
+            .collect();
+        assert_eq!(status.code(), Some(0), "{status}: {complaints:#?}");
     }
 }
 

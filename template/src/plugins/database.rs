@@ -67,7 +67,11 @@ impl DatabaseConfig {
                     .into(),
             );
         }
-        let options = PgConnectOptions::from_str(self.url.expose()).map_err(|err| {
+        let url = self.url.expose();
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err("`[database] url` must start with postgres:// or postgresql://".into());
+        }
+        let options = PgConnectOptions::from_str(url).map_err(|err| {
             // sqlx quotes the URL in some of its errors: say what is wrong without it.
             format!("`[database] url` is not a PostgreSQL URL ({})", kind(&err))
         })?;
