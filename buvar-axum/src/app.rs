@@ -13,18 +13,19 @@ use buvar_kit::plugin::Signals;
 use buvar_kit::{ConfigSource, Context, Plugin, Stage};
 use clap::Parser;
 
-#[cfg(target_os = "linux")]
-use crate::MetricsError;
-use crate::HttpConfig;
+use crate::before_fork::{BeforeFork, BeforeForkFlags};
 #[cfg(target_os = "linux")]
 use crate::fork::{Credentials, Prefork, Worker};
 #[cfg(target_os = "linux")]
-use crate::metrics::{self, MetricsConfig, MetricsSocket};
+use crate::metrics::{self, MetricsSocket};
 use crate::server::{self, ServicePlugins};
 #[cfg(target_os = "linux")]
 use crate::server::{InheritedSockets, Supervisor};
 #[cfg(target_os = "linux")]
 use crate::sockets::SocketUri;
+use crate::{HttpConfig, MetricsConfig, ReadinessConfig};
+#[cfg(target_os = "linux")]
+use crate::MetricsError;
 
 mod error;
 mod workers;
@@ -56,6 +57,8 @@ struct Flags {
     /// List every environment variable the config reads, with type and default.
     #[arg(long)]
     env_help: bool,
+    #[command(flatten)]
+    before_fork: BeforeForkFlags,
 }
 
 /// A pre-forked axum service: the builder a service's `main` calls.
@@ -85,6 +88,7 @@ pub struct Service {
     sections: Vec<RegisterSection>,
     /// The plugins given to `load` and `register`, for the sections they declare.
     declaring: Vec<Plugin>,
+    pub(crate) before_fork: BeforeFork,
 }
 
 impl std::fmt::Debug for Service {
@@ -104,10 +108,12 @@ impl Service {
             plugins: ServicePlugins::default(),
             sections: Vec::new(),
             declaring: Vec::new(),
+            before_fork: BeforeFork::default(),
         }
         .section::<HttpConfig>()
         .section::<LogConfig>()
         .section::<MetricsConfig>()
+        .section::<ReadinessConfig>()
     }
 
     /// Loads `plugin` in every worker.
@@ -233,13 +239,21 @@ impl Service {
             let _ = writeln!(std::io::stdout(), "check passed");
             return Ok(ExitCode::SUCCESS);
         }
-        self.serve(source)
+        if flags.before_fork.only() {
+            self.before_fork.run(&flags.before_fork, &source)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        self.serve(source, &flags.before_fork)
     }
 
-    /// Binds the sockets and runs the pre-fork supervisor, which stages the plugins in each
-    /// worker.
+    /// Binds the sockets, runs the before-fork steps and then the pre-fork supervisor, which
+    /// stages the plugins in each worker.
     #[cfg(target_os = "linux")]
-    fn serve(self, source: ConfigSource) -> Result<ExitCode, StartError> {
+    fn serve(
+        self,
+        source: ConfigSource,
+        before_fork: &BeforeForkFlags,
+    ) -> Result<ExitCode, StartError> {
         let http = source.section::<HttpConfig>()?;
         let mut uris = http.socket_uris()?;
         let metrics_config = source.section::<MetricsConfig>()?;
@@ -252,6 +266,7 @@ impl Service {
         };
         crate::sockets::open_files::raise_for(http.max_connections);
         let sockets = crate::sockets::bind(&uris, &http.bind_options())?;
+        self.before_fork.run(before_fork, &source)?;
         metrics::before_fork(&metrics_config)?;
         // Logged here; `Prefork` counts the same CPUs for `forks = 0` (and, unlike an explicit
         // 1, still supervises a single worker).
@@ -269,7 +284,11 @@ impl Service {
     /// The supervisor is built on Linux-only system calls (signalfd, prctl, /proc); elsewhere a
     /// service says so instead of serving.
     #[cfg(not(target_os = "linux"))]
-    fn serve(self, _source: ConfigSource) -> Result<ExitCode, StartError> {
+    fn serve(
+        self,
+        _source: ConfigSource,
+        _before_fork: &BeforeForkFlags,
+    ) -> Result<ExitCode, StartError> {
         Err(StartError::NeedsLinux)
     }
 

@@ -57,23 +57,26 @@
 //! process). There, [`Service::run`] exits 2 with [`PREFORK_NEEDS_LINUX`] instead of serving.
 
 mod app;
+mod before_fork;
 mod config;
 #[cfg(target_os = "linux")]
 pub mod fork;
 mod metrics;
+mod redact;
 mod server;
 pub mod serving;
 pub mod sockets;
 pub mod testing;
 
 pub use app::Service;
+pub use before_fork::BeforeForkError;
 pub use buvar_kit::extract::{Component, Config, Inject};
 pub use buvar_kit::{ContextLayer, Jobs};
 pub use config::HttpConfig;
 pub use metrics::{MetricsConfig, MetricsError};
 pub use server::{
-    InheritedSockets, PLUGIN_NAME, PrepareExt, Readiness, ServerError, SettingOutOfRange,
-    Supervisor, plugin, router,
+    InheritedSockets, PLUGIN_NAME, PrepareExt, Readiness, ReadinessConfig, ReadinessError,
+    ServerError, SettingOutOfRange, Supervisor, plugin, router,
 };
 
 /// What [`Service::run`] says on a system other than Linux, where it cannot fork workers.

@@ -5,10 +5,21 @@ use std::process::ExitCode;
 
 use buvar_axum::Service;
 
+{% if database == "postgres" -%}
+use {{crate_name}}::plugins::{self, database, notes};
+{%- else -%}
 use {{crate_name}}::plugins;
+{%- endif %}
 
 fn main() -> ExitCode {
     let service = Service::new("{{env_prefix}}");
     let service = plugins::greeter::install(service);
+{%- if database == "postgres" %}
+    let service = service
+        .section::<database::DatabaseConfig>()
+        .before_fork("migrate", database::migrate)
+        .load(database::plugin())
+        .load(notes::plugin());
+{%- endif %}
     service.run()
 }

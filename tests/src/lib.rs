@@ -10,6 +10,8 @@ pub mod template;
 
 pub mod metrics;
 
+pub mod postgres;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::ChildStdout;
 use std::sync::mpsc::{Receiver, channel};

@@ -39,6 +39,9 @@ pub(crate) enum StartError {
     /// A setting of `[http.h2]` is out of its range.
     #[error(transparent)]
     OutOfRange(#[from] crate::SettingOutOfRange),
+    /// A before-fork step failed.
+    #[error(transparent)]
+    BeforeFork(#[from] crate::BeforeForkError),
     /// `[http] group` without `[http] user`.
     #[error("`[http] group` needs `[http] user` as well")]
     GroupWithoutUser,

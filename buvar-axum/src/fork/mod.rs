@@ -187,7 +187,7 @@ impl Prefork {
 
 /// Refuses to fork a process with more than one thread: the child would inherit locks
 /// held by threads that do not exist in it.
-fn ensure_single_threaded() -> Result<(), ForkError> {
+pub(crate) fn ensure_single_threaded() -> Result<(), ForkError> {
     let threads = std::fs::read_dir("/proc/self/task")
         .map_err(|source| ForkError::Io {
             action: "count this process's threads in /proc/self/task",

@@ -2,6 +2,7 @@
 //! listeners with graceful shutdown on [`Cancel`].
 
 mod ranges;
+mod readiness;
 mod request_id;
 mod routes;
 mod timeout;
@@ -14,9 +15,8 @@ use std::convert::Infallible;
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::DefaultBodyLimit;
-use axum::http::{Request, Response, StatusCode};
+use axum::http::{Request, Response};
 use axum::routing::get;
-use buvar_kit::extract::Component;
 use buvar_kit::{BoxError, Cancel, ConfigSource, Context, ContextLayer, Plugin, Prepare, Stage};
 use tokio::sync::watch;
 use tower::{Service, ServiceBuilder};
@@ -26,6 +26,7 @@ use tower_http::trace::TraceLayer;
 
 pub use ranges::SettingOutOfRange;
 pub(crate) use ranges::check_http;
+pub use readiness::{ReadinessConfig, ReadinessError};
 use request_id::{RequestIdLayer, X_REQUEST_ID};
 pub use routes::PrepareExt;
 pub(crate) use routes::{Routes, merge as merge_routes};
@@ -129,6 +130,9 @@ pub enum ServerError {
     /// Binding the sockets failed.
     #[error(transparent)]
     Bind(#[from] SocketError),
+    /// The readiness checks cannot be set up.
+    #[error(transparent)]
+    Readiness(#[from] ReadinessError),
     /// Serving failed.
     #[error("serving failed: {0}")]
     Io(#[from] std::io::Error),
@@ -213,21 +217,11 @@ impl Readiness {
     }
 }
 
+/// Liveness: the process answers HTTP. It never asks a dependency, on purpose: a database
+/// outage would otherwise make the orchestrator restart every replica at once, which cannot
+/// bring the database back and throws away warm workers. Dependencies belong in `/readyz`.
 async fn healthz() -> &'static str {
     "ok"
-}
-
-async fn readyz(
-    Component(readiness): Component<Readiness>,
-    Component(cancel): Component<Cancel>,
-) -> (StatusCode, &'static str) {
-    if cancel.is_stopping() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining")
-    } else if readiness.is_ready() {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting")
-    }
 }
 
 /// The server's router: every plugin's routes, `/healthz` and `/readyz`, and the layers (request
@@ -265,7 +259,7 @@ where
 {
     let builtin = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz));
+        .route("/readyz", readiness::route(context)?);
     let router = routes::merge(Routes::merged(context)?, builtin, PLUGIN_NAME)?;
     let router = crate::metrics::attach(context, router)?;
     let metrics = context.try_get::<crate::metrics::HttpMetricsLayer>();

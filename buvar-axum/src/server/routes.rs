@@ -1,12 +1,14 @@
 //! Routes contributed by plugins, merged into one router.
 
+use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
-use buvar_kit::{Context, Prepare};
+use buvar_kit::{BoxError, Context, Prepare};
 
 use super::ServerError;
+use super::readiness::Checks;
 
 /// The routers plugins contributed, in order, with the plugin that gave each.
 #[derive(Default)]
@@ -74,6 +76,32 @@ pub(crate) fn merge(base: Router, other: Router, plugin: &str) -> Result<Router,
 pub trait PrepareExt {
     /// Adds `router`'s routes to the server's router.
     fn routes(&self, router: Router);
+
+    /// Adds a check named `name` to `/readyz`: the worker is ready only while every check
+    /// passes. `check` gets the plugin context and runs with `[readiness] timeout`; its outcome
+    /// is reused for `[readiness] cache` seconds. A failing check never restarts the worker
+    /// (`/healthz` ignores it); its error text is served by `/readyz?verbose` with the
+    /// passwords of URLs redacted.
+    ///
+    /// ```
+    /// use buvar_axum::PrepareExt;
+    /// use buvar_kit::{BoxError, Prepare};
+    ///
+    /// struct Pool;
+    /// impl Pool {
+    ///     async fn ping(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// }
+    ///
+    /// async fn prepare(cx: Prepare) -> Result<(), BoxError> {
+    ///     cx.context().add(Pool);
+    ///     cx.readiness_check("db", |ctx| async move { ctx.get::<Pool>()?.ping().await?; Ok(()) });
+    ///     Ok(())
+    /// }
+    /// ```
+    fn readiness_check<F, Fut>(&self, name: &str, check: F)
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static;
 }
 
 impl PrepareExt for Prepare {
@@ -83,5 +111,13 @@ impl PrepareExt for Prepare {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push((self.plugin_name().to_owned(), router));
+    }
+
+    fn readiness_check<F, Fut>(&self, name: &str, check: F)
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        Checks::add(self.context(), self.plugin_name(), name, check);
     }
 }

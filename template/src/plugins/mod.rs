@@ -4,4 +4,10 @@
 //!
 //! Every worker process stages its own plugins: what a plugin keeps in memory is per worker.
 
+{% if database == "postgres" -%}
+pub mod database;
+{% endif -%}
 pub mod greeter;
+{%- if database == "postgres" %}
+pub mod notes;
+{%- endif %}
