@@ -13,6 +13,8 @@ use buvar_kit::plugin::Signals;
 use buvar_kit::{ConfigSource, Context, Plugin, Stage};
 use clap::Parser;
 
+#[cfg(target_os = "linux")]
+use crate::MetricsError;
 use crate::before_fork::{BeforeFork, BeforeForkFlags};
 #[cfg(target_os = "linux")]
 use crate::fork::{Credentials, Prefork, Worker};
@@ -24,8 +26,6 @@ use crate::server::{InheritedSockets, Supervisor};
 #[cfg(target_os = "linux")]
 use crate::sockets::SocketUri;
 use crate::{HttpConfig, MetricsConfig, ReadinessConfig};
-#[cfg(target_os = "linux")]
-use crate::MetricsError;
 
 mod error;
 mod workers;
@@ -222,7 +222,7 @@ impl Service {
         }
         let source = self.config_source(&flags)?;
         let log_config = source.section::<LogConfig>()?;
-        server::check_http(&source.section::<HttpConfig>()?)?;
+        server::check_http(&*source.section::<HttpConfig>()?)?;
         if flags.print_config {
             let dump = source.dump()?;
             let _ = write!(std::io::stdout(), "{dump}");

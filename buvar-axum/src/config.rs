@@ -376,7 +376,10 @@ mod tests {
             let err = load(&format!("[http]\nshutdown_delay = {bad}")).unwrap_err();
             assert!(err.is_out_of_range(), "{bad}: {err}");
             let err = err.to_string();
-            assert!(err.contains("`http.shutdown_delay` must be between 0s and 1h"), "{err}");
+            assert!(
+                err.contains("`http.shutdown_delay` must be between 0s and 1h"),
+                "{err}"
+            );
         }
     }
 

@@ -1,7 +1,6 @@
 //! Config loading of a real `Service`: validated ranges, durations, the start-up check and the
 //! reports an operator sees (exit codes and stderr).
 
-
 use buvar_tests::service::{Service, run};
 
 fn stderr(out: &std::process::Output) -> String {

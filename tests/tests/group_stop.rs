@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use buvar_tests::fork::{CountedLoad, group_members};
-use nix::sys::signal::{Signal, kill, killpg};
 use buvar_tests::service::Service;
+use nix::sys::signal::{Signal, kill, killpg};
 
 const CONFIG: &str =
     "[http]\nport = 0\nforks = 2\ngraceful_timeout = 10\n[log]\nlevel = \"info\"\n";

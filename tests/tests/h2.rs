@@ -3,7 +3,6 @@
 //! reset, SETTINGS and PING floods, an oversize header list, connections that say nothing), the
 //! per-stream limits, the graceful drain and a rolling restart under HTTP/2 load.
 
-
 use std::io::{Read, Write};
 use std::process::Command;
 use std::sync::Arc;
@@ -11,9 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use buvar_tests::service::Service;
 use nix::sys::signal::Signal;
 use reqwest::{StatusCode, Version};
-use buvar_tests::service::Service;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 

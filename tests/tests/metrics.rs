@@ -5,8 +5,8 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use buvar_tests::metrics::{Sample, parse_samples, promtool_check, sum};
-use nix::sys::signal::Signal;
 use buvar_tests::service::Service;
+use nix::sys::signal::Signal;
 
 const DURATION_COUNT: &str = "http_server_request_duration_seconds_count";
 

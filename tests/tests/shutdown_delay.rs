@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use buvar_tests::fork::CountedLoad;
-use nix::sys::signal::Signal;
 use buvar_tests::service::Service;
+use nix::sys::signal::Signal;
 
 fn config(delay: u32) -> String {
     format!(

@@ -2,7 +2,6 @@
 //! `Service`: each is closed once its answers stop flowing for `write_timeout`, and the slots
 //! they held under `max_connections` go back to other clients.
 
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};

@@ -1,7 +1,6 @@
 //! `forks = 0` counts CPUs from the cgroup CPU quota: a service in a cgroup limited to 1 CPU
 //! runs 1 worker on a machine with more, and says where the count came from.
 
-
 use std::io::BufRead;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;

@@ -229,9 +229,9 @@ impl Policy {
             _ if stopping => Fate::ServiceStopping,
             ChildState::Killed { cause } => Fate::Killed(cause),
             ChildState::Stopping { .. } => Fate::Replaced,
-            ChildState::Starting { .. } | ChildState::Ready { .. } | ChildState::Retiring { .. } => {
-                Fate::Unasked
-            }
+            ChildState::Starting { .. }
+            | ChildState::Ready { .. }
+            | ChildState::Retiring { .. } => Fate::Unasked,
         })
     }
 
