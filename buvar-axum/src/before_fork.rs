@@ -20,6 +20,7 @@ use std::time::Duration;
 use buvar_kit::{BoxError, Cancel, ConfigSource, Context};
 
 use crate::Service;
+#[cfg(target_os = "linux")]
 use crate::fork::{ForkError, ensure_single_threaded};
 use crate::redact::redact;
 
@@ -89,6 +90,7 @@ pub enum BeforeForkError {
         source: std::io::Error,
     },
     /// Threads outlived the step's runtime, so the parent cannot fork safely.
+    #[cfg(target_os = "linux")]
     #[error(
         "before-fork step `{step}` left the process with more than one thread ({source}); join \
          every thread the step starts, and make pools and clients in the workers instead"
@@ -150,6 +152,7 @@ fn run_step(name: &str, step: &StepFn, source: &ConfigSource) -> Result<(), Befo
         step: name.to_owned(),
         message: redact(&error_chain(err.as_ref())),
     })?;
+    #[cfg(target_os = "linux")]
     single_threaded(name)?;
     tracing::info!(step = name, "before-fork step done");
     Ok(())
@@ -172,6 +175,7 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 
 /// Waits (briefly, bounded) for joined threads to leave `/proc/self/task`, then checks that
 /// one thread is left.
+#[cfg(target_os = "linux")]
 fn single_threaded(step: &str) -> Result<(), BeforeForkError> {
     let deadline = std::time::Instant::now() + REAP_TIMEOUT;
     loop {

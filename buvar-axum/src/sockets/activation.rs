@@ -50,10 +50,17 @@ fn adopt(fd: RawFd) -> Result<BoundSocket, String> {
     // and `TAKEN` makes sure they are adopted only once.
     let socket = unsafe { Socket::from_raw_fd(fd) };
     let fail = |what: &str, error: std::io::Error| format!("descriptor {fd}: {what}: {error}");
-    if !socket
+    // Only Linux says whether a socket listens; elsewhere a stream socket is taken on trust.
+    #[cfg(target_os = "linux")]
+    let listening = socket
         .is_listener()
+        .map_err(|error| fail("not a socket", error))?;
+    #[cfg(not(target_os = "linux"))]
+    let listening = socket
+        .r#type()
         .map_err(|error| fail("not a socket", error))?
-    {
+        == socket2::Type::STREAM;
+    if !listening {
         return Err(format!("descriptor {fd} is not a listening stream socket"));
     }
     fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
