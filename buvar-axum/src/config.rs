@@ -139,6 +139,13 @@ impl Section for HttpConfig {
             Limit::count("max_requests", 0..=1 << 48),
             Limit::count("max_requests_jitter", 0..=1 << 48),
             Limit::duration("heartbeat_timeout", Duration::from_millis(100)..=DAY).or_zero(),
+            Limit::count("h2.max_concurrent_streams", 1..=10_000),
+            Limit::count("h2.max_header_list_size", 1024..=1 << 20),
+            Limit::count("h2.max_pending_accept_reset_streams", 1..=10_000),
+            Limit::count("h2.max_local_error_reset_streams", 1..=100_000),
+            Limit::count("h2.max_reset_streams", 1..=1_000_000),
+            Limit::duration("h2.keep_alive_interval", Duration::ZERO..=DAY),
+            Limit::duration("h2.keep_alive_timeout", Duration::from_millis(10)..=DAY),
         ]
     }
 }

@@ -272,26 +272,34 @@ impl Context {
 
 /// A child of a context, made when first asked for to write to: until then reads go to the
 /// parent, which holds everything the child would find. Clones share the child, made or not.
-#[cfg(feature = "axum")]
 #[derive(Debug, Clone)]
 pub(crate) struct LazyChild {
     shared: Arc<LazyNode>,
 }
 
-#[cfg(feature = "axum")]
 #[derive(Debug)]
 struct LazyNode {
     parent: Context,
     child: OnceLock<Context>,
 }
 
-#[cfg(feature = "axum")]
 impl LazyChild {
+    #[cfg(feature = "axum")]
     pub(crate) fn new(parent: Context) -> Self {
         Self {
             shared: Arc::new(LazyNode {
                 parent,
                 child: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// `context` itself as the child, for a scope that is not a request's.
+    pub(crate) fn made(context: Context) -> Self {
+        Self {
+            shared: Arc::new(LazyNode {
+                parent: context.clone(),
+                child: OnceLock::from(context),
             }),
         }
     }
@@ -307,7 +315,7 @@ impl LazyChild {
         self.shared.child.get().unwrap_or(&self.shared.parent)
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, feature = "axum"))]
     pub(crate) fn is_made(&self) -> bool {
         self.shared.child.get().is_some()
     }

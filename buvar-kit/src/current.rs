@@ -44,7 +44,6 @@ use std::sync::Arc;
 
 use tokio::task::futures::TaskLocalFuture;
 
-#[cfg(feature = "axum")]
 use crate::components::LazyChild;
 use crate::di::{Dependency, ResolveError};
 use crate::{ComponentError, Context};
@@ -54,16 +53,10 @@ tokio::task_local! {
 }
 
 /// What the current context is, as the task-local value holds it: a context, or a request's
-/// context whose own layer is made only when something writes to it.
+/// context whose own layer is made only when something writes to it. One pointer: the request
+/// layer's future holds it, and every layer above moves that future, so each byte counts.
 #[derive(Clone)]
-pub struct CurrentContext(Current);
-
-#[derive(Clone)]
-enum Current {
-    Context(Context),
-    #[cfg(feature = "axum")]
-    Lazy(LazyChild),
-}
+pub struct CurrentContext(LazyChild);
 
 impl std::fmt::Debug for CurrentContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -80,26 +73,18 @@ impl CurrentContext {
     /// A child context made when first written to, as a request's is.
     #[cfg(feature = "axum")]
     pub(crate) fn lazy(child: LazyChild) -> Self {
-        Self(Current::Lazy(child))
+        Self(child)
     }
 
     /// The context to write to.
     fn context(&self) -> Context {
-        match &self.0 {
-            Current::Context(context) => context.clone(),
-            #[cfg(feature = "axum")]
-            Current::Lazy(child) => child.context().clone(),
-        }
+        self.0.context().clone()
     }
 
     /// The context to read from; for a request, the plugin context until the request's own
     /// layer exists.
     fn nearest(&self) -> &Context {
-        match &self.0 {
-            Current::Context(context) => context,
-            #[cfg(feature = "axum")]
-            Current::Lazy(child) => child.nearest(),
-        }
+        self.0.nearest()
     }
 
     /// Runs `future` with `self` as the current context.
@@ -155,7 +140,7 @@ impl Context {
 
     /// Runs `future` with this context as the current one (see [`Context::current`]).
     pub fn scope<F: Future>(self, future: F) -> WithContext<F> {
-        CurrentContext(Current::Context(self)).scope(future)
+        CurrentContext(LazyChild::made(self)).scope(future)
     }
 }
 

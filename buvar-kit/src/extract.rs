@@ -152,6 +152,12 @@ impl<S: Send + Sync, T: ?Sized + Send + Sync + 'static> FromRequestParts<S> for 
 /// plugins.adapters().register_infallible(caller);
 /// let app: Router = Router::new().route("/", get(whoami)).layer(ContextLayer::new(plugins));
 /// ```
+///
+/// `--check` and the start-up check cannot see what handlers inject: axum erases a handler's
+/// extractor types once it is routed, and the kit would have to wrap every handler to record
+/// them (a cost on every request, for a check that one request in a test makes as well). A `T`
+/// that nothing provides answers 500 and logs the type and what is missing; a test that calls
+/// each route once through `buvar_axum::testing::TestApp` finds it before production does.
 pub struct Inject<T>(pub Arc<T>);
 
 impl<T> Deref for Inject<T> {

@@ -9,6 +9,7 @@ use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
+use buvar_kit::extract::Component;
 use buvar_kit::{
     BoxError, Cancel, Context, ContextLayer, Jobs, Plugin, Prepare, RequestContext, Stage,
 };
@@ -16,6 +17,7 @@ use http::StatusCode;
 use http_body_util::BodyExt;
 use tokio::sync::{Barrier, oneshot};
 use tower::ServiceExt;
+use tower::util::MapRequestLayer;
 
 #[derive(Debug)]
 struct FromPlugin(&'static str);
@@ -174,4 +176,52 @@ async fn current_outside_a_stage_is_an_error_naming_where_a_context_exists() {
         err.to_string().starts_with("cannot resolve `FromPlugin`"),
         "{err}"
     );
+}
+
+/// Sends `GET /` through `router` and returns the body.
+async fn body_of(router: Router) -> String {
+    let response = router
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+async fn authenticate_ambiently(request: Request, next: Next) -> Response {
+    Context::current().unwrap().add(User("grace"));
+    next.run(request).await
+}
+
+async fn by_component(Component(user): Component<User>) -> String {
+    user.0.to_owned()
+}
+
+#[tokio::test]
+async fn the_component_extractor_finds_what_a_middleware_added_to_the_current_context() {
+    let plugins = Context::new();
+    let router = Router::new()
+        .route("/", get(by_component))
+        .layer(middleware::from_fn(authenticate_ambiently))
+        .layer(ContextLayer::new(plugins.clone()));
+    assert_eq!(body_of(router).await, "grace");
+    assert!(plugins.get::<User>().is_err(), "it stayed in the request");
+}
+
+#[tokio::test]
+async fn a_handler_reads_what_a_tower_layer_added_in_its_call_before_the_handler_ran() {
+    let plugins = Context::new();
+    // `MapRequest` runs its closure in `Service::call`, not in the future it returns.
+    let add_in_call = MapRequestLayer::new(|request: Request| {
+        let context = request.extensions().get::<RequestContext>().unwrap();
+        context.context().add(User("hopper"));
+        request
+    });
+    let router = Router::new()
+        .route("/", get(handler))
+        .layer(add_in_call)
+        .layer(ContextLayer::new(plugins.clone()));
+    assert_eq!(body_of(router).await, "hopper");
+    assert!(plugins.get::<User>().is_err(), "it stayed in the request");
 }
