@@ -166,6 +166,7 @@ impl Service {
         };
         match self.start(flags) {
             Ok(code) => code,
+            Err(StartError::Reported) => ExitCode::from(2),
             Err(err) => {
                 let _ = writeln!(std::io::stderr(), "error: {err}");
                 ExitCode::from(2)
@@ -231,7 +232,11 @@ impl Service {
         log::init(&log_config)?;
         // What `--check` runs, also before every start: a wiring mistake or a bad section value
         // stops the start here instead of answering 500 in every worker.
-        self.check(&source)?;
+        if flags.check {
+            self.check(&source)?;
+        } else {
+            self.check_apart(&source)?;
+        }
         for warning in source.env_warnings() {
             tracing::warn!("{warning}");
         }
@@ -328,6 +333,44 @@ impl Service {
             // Sections that preparing or the graph check made known.
             Ok(source.check()?)
         })
+    }
+
+    /// The start-up check in a child process of its own: preparing the plugins may leave what
+    /// must never reach the supervisor or the workers it forks (signal handlers a runtime
+    /// registered, process-wide recorders, threads). The child reports a failure itself.
+    fn check_apart(&self, source: &ConfigSource) -> Result<(), StartError> {
+        use nix::sys::wait::{WaitStatus, waitpid};
+        use nix::unistd::{ForkResult, fork};
+
+        buvar_kit::log::flush();
+        // SAFETY: no runtime and no thread exist yet (the check makes its own runtime, in the
+        // child), so no lock can be held by a thread the child would lack.
+        match unsafe { fork() }.map_err(StartError::CheckFork)? {
+            ForkResult::Child => {
+                let code = match self.check(source) {
+                    Ok(()) => 0,
+                    Err(err) => {
+                        let _ = writeln!(std::io::stderr(), "error: {err}");
+                        2
+                    }
+                };
+                buvar_kit::log::flush();
+                let _ = std::io::stdout().flush();
+                // SAFETY: `_exit` only ends the process, skipping the parent's atexit state.
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => loop {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, 0)) => return Ok(()),
+                    Ok(WaitStatus::Exited(..)) => return Err(StartError::Reported),
+                    Ok(WaitStatus::Signaled(_, signal, _)) => {
+                        return Err(StartError::CheckKilled(signal.as_str()));
+                    }
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                    Err(errno) => return Err(StartError::CheckFork(errno)),
+                }
+            },
+        }
     }
 
     #[cfg(target_os = "linux")]

@@ -42,6 +42,15 @@ pub(crate) enum StartError {
     /// A before-fork step failed.
     #[error(transparent)]
     BeforeFork(#[from] crate::BeforeForkError),
+    /// The start-up check failed in its child process, which reported why on stderr.
+    #[error("the start-up check failed")]
+    Reported,
+    /// The start-up check's child process could not be made or waited for.
+    #[error("cannot run the start-up check in a child process: {0}")]
+    CheckFork(#[source] nix::errno::Errno),
+    /// The start-up check's child process was killed.
+    #[error("the start-up check was killed by {0}; run with --check to see where")]
+    CheckKilled(&'static str),
     /// `[http] group` without `[http] user`.
     #[error("`[http] group` needs `[http] user` as well")]
     GroupWithoutUser,
