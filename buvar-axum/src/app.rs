@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+#[cfg(target_os = "linux")]
 use std::sync::Arc;
 
 use buvar_kit::config::{ConfigError, EnvHelp, EnvVar, Section};
@@ -28,6 +29,7 @@ use crate::sockets::SocketUri;
 use crate::{HttpConfig, MetricsConfig, ReadinessConfig};
 
 mod error;
+#[cfg(target_os = "linux")]
 mod workers;
 
 use error::StartError;

@@ -53,6 +53,7 @@ pub(crate) enum StartError {
     CheckKilled(&'static str),
     /// `[http] group` without `[http] user`.
     #[error("`[http] group` needs `[http] user` as well")]
+    #[cfg(target_os = "linux")]
     GroupWithoutUser,
     /// The supervisor (or the user lookup) failed.
     #[cfg(target_os = "linux")]
