@@ -28,6 +28,7 @@ use crate::server::{InheritedSockets, Supervisor};
 use crate::sockets::SocketUri;
 use crate::{HttpConfig, MetricsConfig, ReadinessConfig};
 
+mod apart;
 mod error;
 #[cfg(target_os = "linux")]
 mod workers;
@@ -273,7 +274,11 @@ impl Service {
         };
         crate::sockets::open_files::raise_for(http.max_connections);
         let sockets = crate::sockets::bind(&uris, &http.bind_options())?;
-        self.before_fork.run(before_fork, &source)?;
+        if self.before_fork.runs(before_fork) {
+            apart::run("the before-fork steps", || {
+                Ok(self.before_fork.run(before_fork, &source)?)
+            })?;
+        }
         metrics::before_fork(&metrics_config)?;
         // Logged here; `Prefork` counts the same CPUs for `forks = 0` (and, unlike an explicit
         // 1, still supervises a single worker).
@@ -338,41 +343,10 @@ impl Service {
     }
 
     /// The start-up check in a child process of its own: preparing the plugins may leave what
-    /// must never reach the supervisor or the workers it forks (signal handlers a runtime
-    /// registered, process-wide recorders, threads). The child reports a failure itself.
+    /// must never reach the supervisor or the workers it forks (signal state a runtime made,
+    /// process-wide recorders, threads). The child reports a failure itself.
     fn check_apart(&self, source: &ConfigSource) -> Result<(), StartError> {
-        use nix::sys::wait::{WaitStatus, waitpid};
-        use nix::unistd::{ForkResult, fork};
-
-        buvar_kit::log::flush();
-        // SAFETY: no runtime and no thread exist yet (the check makes its own runtime, in the
-        // child), so no lock can be held by a thread the child would lack.
-        match unsafe { fork() }.map_err(StartError::CheckFork)? {
-            ForkResult::Child => {
-                let code = match self.check(source) {
-                    Ok(()) => 0,
-                    Err(err) => {
-                        let _ = writeln!(std::io::stderr(), "error: {err}");
-                        2
-                    }
-                };
-                buvar_kit::log::flush();
-                let _ = std::io::stdout().flush();
-                // SAFETY: `_exit` only ends the process, skipping the parent's atexit state.
-                unsafe { libc::_exit(code) }
-            }
-            ForkResult::Parent { child } => loop {
-                match waitpid(child, None) {
-                    Ok(WaitStatus::Exited(_, 0)) => return Ok(()),
-                    Ok(WaitStatus::Exited(..)) => return Err(StartError::Reported),
-                    Ok(WaitStatus::Signaled(_, signal, _)) => {
-                        return Err(StartError::CheckKilled(signal.as_str()));
-                    }
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                    Err(errno) => return Err(StartError::CheckFork(errno)),
-                }
-            },
-        }
+        apart::run("the start-up check", || self.check(source))
     }
 
     #[cfg(target_os = "linux")]

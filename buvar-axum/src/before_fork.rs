@@ -1,11 +1,15 @@
-//! Work that runs once, in the parent, before any worker forks: database migrations,
-//! downloading a model, warming a cache file.
+//! Work that runs once before any worker forks: database migrations, downloading a model,
+//! warming a cache file.
 //!
-//! Each step runs on a current-thread tokio runtime of its own, which is shut down completely
-//! once the step ends; the parent must then be back to exactly one thread, since it forks
-//! every worker (and every replacement) from that state. A pool, a client or anything else
-//! holding sockets belongs in the workers, made after fork: a step's connections close with
-//! its runtime.
+//! The steps run in a child process of the parent, one after another, each on a
+//! current-thread tokio runtime of its own that is shut down once the step ends; the parent
+//! waits for the child and forks the workers after it. The parent itself never runs a
+//! runtime: tokio's signal state, made by any runtime with I/O, would reach every worker forked
+//! after it and share one wake-up channel among them (see `app/apart.rs`). A step therefore
+//! leaves nothing in memory for the workers: what it makes for them goes to the database or a
+//! file, and a pool, a client or anything else holding sockets belongs in the workers, made
+//! after fork. A step must also finish its work before it returns: threads it leaves running
+//! would be cut off when its process ends, so start-up fails naming the step instead.
 //!
 //! `--run-before-fork` runs the steps and exits without binding anything, for a Kubernetes
 //! Job or init container; the replicas then start with `--skip-before-fork`. Without either
@@ -89,11 +93,12 @@ pub enum BeforeForkError {
         #[source]
         source: std::io::Error,
     },
-    /// Threads outlived the step's runtime, so the parent cannot fork safely.
+    /// Threads outlived the step's runtime; their work would be cut off with the step.
     #[cfg(target_os = "linux")]
     #[error(
         "before-fork step `{step}` left the process with more than one thread ({source}); join \
-         every thread the step starts, and make pools and clients in the workers instead"
+         every thread the step starts before it returns (the step's process ends with it), and \
+         make pools and clients in the workers instead"
     )]
     Threaded {
         /// The step's name.
@@ -112,6 +117,11 @@ impl BeforeFork {
     {
         let step: Arc<StepFn> = Arc::new(move |ctx| Box::pin(step(ctx)));
         self.steps.push((name.to_owned(), step));
+    }
+
+    /// Whether `flags` leave steps to run.
+    pub(crate) fn runs(&self, flags: &BeforeForkFlags) -> bool {
+        !self.steps.is_empty() && !flags.skip_before_fork
     }
 
     /// Runs the steps in order unless `flags` skip them; stops at the first that fails.
@@ -195,13 +205,13 @@ fn single_threaded(step: &str) -> Result<(), BeforeForkError> {
 }
 
 impl Service {
-    /// Adds a step that runs once, in the parent, before any worker forks (and before the
-    /// worker of a service with `forks = 1`), e.g. database migrations. Steps run in the
-    /// order they were added, each on a current-thread runtime that is shut down when the
-    /// step ends. The step gets a context holding the config source (resolve sections with
-    /// `ctx.resolve::<Config<T>>()`); a failing step stops start-up with exit status 2 and
-    /// its error. The parent must be single-threaded again after each step, or start-up
-    /// fails naming the step.
+    /// Adds a step that runs once before any worker forks (and before the worker of a
+    /// service with `forks = 1`), e.g. database migrations. Steps run in the order they were
+    /// added, in a child process of the parent, each on a current-thread runtime that is shut
+    /// down when the step ends. The step gets a context holding the config source (resolve
+    /// sections with `ctx.resolve::<Config<T>>()`); a failing step stops start-up with exit
+    /// status 2 and its error. A step that leaves a thread running stops start-up naming the
+    /// step.
     ///
     /// `--run-before-fork` runs the steps alone and exits (a Kubernetes Job or init
     /// container); `--skip-before-fork` starts without them.

@@ -42,15 +42,26 @@ pub(crate) enum StartError {
     /// A before-fork step failed.
     #[error(transparent)]
     BeforeFork(#[from] crate::BeforeForkError),
-    /// The start-up check failed in its child process, which reported why on stderr.
-    #[error("the start-up check failed")]
+    /// Start-up work failed in its child process, which reported why on stderr.
+    #[error("start-up failed")]
     Reported,
-    /// The start-up check's child process could not be made or waited for.
-    #[error("cannot run the start-up check in a child process: {0}")]
-    CheckFork(#[source] nix::errno::Errno),
-    /// The start-up check's child process was killed.
-    #[error("the start-up check was killed by {0}; run with --check to see where")]
-    CheckKilled(&'static str),
+    /// The child process for start-up work could not be made or waited for.
+    #[error("cannot run {what} in a child process: {errno}")]
+    Apart {
+        /// The start-up work.
+        what: &'static str,
+        /// The operating system's error.
+        #[source]
+        errno: nix::errno::Errno,
+    },
+    /// The child process for start-up work was killed.
+    #[error("{what} was killed by {signal}; run with --check or --run-before-fork to see where")]
+    ApartKilled {
+        /// The start-up work.
+        what: &'static str,
+        /// The signal's name.
+        signal: &'static str,
+    },
     /// `[http] group` without `[http] user`.
     #[error("`[http] group` needs `[http] user` as well")]
     #[cfg(target_os = "linux")]

@@ -115,7 +115,7 @@ fn location(options: &PgConnectOptions) -> String {
     )
 }
 
-/// The before-fork step: runs the pending migrations once, in the parent. sqlx takes an
+/// The before-fork step: runs the pending migrations once before the workers fork. sqlx takes an
 /// advisory lock in the database first, so two services starting at once (or a Kubernetes
 /// Job and a replica) run each migration once.
 pub async fn migrate(ctx: Context) -> Result<(), BoxError> {
