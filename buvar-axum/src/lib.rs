@@ -45,6 +45,7 @@
 //! | `fork` | the pre-fork supervisor and its workers (Linux only) |
 //! | [`serving`] | serving a router on sockets with a graceful drain |
 //! | [`testing`] | calling the staged router without a socket, or a real server on port 0 |
+//! | `websocket` | WebSockets that take part in the graceful drain (feature `ws`) |
 //!
 //! # Platforms
 //!
@@ -67,6 +68,8 @@ mod server;
 pub mod serving;
 pub mod sockets;
 pub mod testing;
+#[cfg(feature = "ws")]
+pub mod websocket;
 
 pub use app::Service;
 pub use before_fork::BeforeForkError;

@@ -5,6 +5,7 @@
 pub mod http;
 pub mod prefork;
 pub mod process;
+pub mod protocols;
 pub mod service;
 pub mod template;
 

@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::util::MapResponseLayer;
+use tower::util::{MapRequestLayer, MapResponseLayer};
 use tower::{Layer, Service};
 
 use crate::sockets::{BoundSocket, Listener};
@@ -29,9 +29,11 @@ use crate::sockets::{BoundSocket, Listener};
 mod activity;
 mod h2;
 mod service;
+mod upgrade;
 mod write_timeout;
 
 pub use h2::H2Config;
+pub use upgrade::{UpgradeRefused, UpgradeTracker, UpgradedConnection};
 
 use activity::ConnectionActivity;
 use service::ConnectionService;
@@ -153,12 +155,14 @@ impl ServeOptions {
     }
 }
 
-/// A service served on sockets (HTTP/1.1, with upgrades), until [`Serving::drain`].
+/// A service served on sockets (HTTP/1.1 with upgrades, and HTTP/2), until [`Serving::drain`].
 ///
 /// The drain closes the listeners at once (so, once no other process holds the sockets, new
 /// connections are refused), answers further requests on open connections with
 /// `Connection: close`, gives keep-alive clients a moment, then closes idle connections and
 /// waits up to the graceful timeout for the rest; whatever is still open then is dropped.
+/// Upgraded connections (WebSockets) whose handler holds an [`UpgradedConnection`] are waited
+/// for too, and told to close when the graceful timeout has passed.
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -224,9 +228,22 @@ impl Serving {
             draining: AtomicBool::new(false),
             retire: retire.clone(),
         });
+        // One budget across all listeners: the limit is about this process's memory.
+        let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
+        let upgrades = UpgradeTracker::new(
+            connections.clone(),
+            stop.clone(),
+            kill.clone(),
+            slots.clone(),
+        );
         let service = MapResponseLayer::new({
             let tally = tally.clone();
             move |response| tally.response(response)
+        })
+        .layer(service);
+        let service = MapRequestLayer::new(move |mut request: Request<Incoming>| {
+            upgrades.attach(&mut request);
+            request
         })
         .layer(service);
         let mut http = auto::Builder::new(TokioExecutor::new());
@@ -236,8 +253,6 @@ impl Serving {
             .max_buf_size(MAX_CONNECTION_BUFFER);
         options.h2.apply(&mut http);
         let mut accepting = JoinSet::new();
-        // One budget across all listeners: the limit is about this process's memory.
-        let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
         for listener in listeners {
             accepting.spawn(accept(
                 listener,
