@@ -226,7 +226,10 @@ impl Service {
         }
         let source = self.config_source(&flags)?;
         let log_config = source.section::<LogConfig>()?;
-        server::check_http(&*source.section::<HttpConfig>()?)?;
+        let http = source.section::<HttpConfig>()?;
+        server::check_http(&http)?;
+        #[cfg(feature = "tls")]
+        crate::tls::check(http.tls.as_ref())?;
         if flags.print_config {
             let dump = source.dump()?;
             let _ = write!(std::io::stdout(), "{dump}");

@@ -36,6 +36,10 @@ use crate::sockets::{BindOptions, SocketError, SocketUri, parse_uris};
 ///
 /// [http.h2]                 # HTTP/2 next to HTTP/1.1: see `H2Config`
 /// max_concurrent_streams = 100
+///
+/// [http.tls]                # feature `tls`: TLS on every socket, see `tls::TlsConfig`
+/// cert = "/etc/svc/tls.crt"
+/// key = "/etc/svc/tls.key"
 /// ```
 ///
 /// Every field can be set from the environment: `APP_HTTP_PORT=9000`, `APP_HTTP_FORKS=1`, ...
@@ -104,6 +108,9 @@ pub struct HttpConfig {
     pub unix_mode: Option<u32>,
     /// HTTP/2 (h2c with prior knowledge) on the same sockets, and its bounds.
     pub h2: H2Config,
+    /// TLS on every socket (feature `tls`): see [`TlsConfig`](crate::tls::TlsConfig).
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
@@ -174,6 +181,8 @@ impl Default for HttpConfig {
             group: None,
             unix_mode: None,
             h2: H2Config::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -210,7 +219,10 @@ impl HttpConfig {
 
     /// How the server treats connections.
     pub fn serve_options(&self) -> ServeOptions {
-        ServeOptions::default()
+        let options = ServeOptions::default();
+        #[cfg(feature = "tls")]
+        let options = options.tls(self.tls.clone());
+        options
             .graceful_timeout(self.graceful_timeout())
             .keep_alive_grace(self.keep_alive_grace)
             .header_read_timeout(self.header_read_timeout())

@@ -45,6 +45,7 @@
 //! | `fork` | the pre-fork supervisor and its workers (Linux only) |
 //! | [`serving`] | serving a router on sockets with a graceful drain |
 //! | [`testing`] | calling the staged router without a socket, or a real server on port 0 |
+//! | `tls` | `[http.tls]`: rustls, ALPN, mutual TLS, certificate reload (feature `tls`) |
 //! | `websocket` | WebSockets that take part in the graceful drain (feature `ws`) |
 //!
 //! # Platforms
@@ -68,6 +69,8 @@ mod server;
 pub mod serving;
 pub mod sockets;
 pub mod testing;
+#[cfg(feature = "tls")]
+pub mod tls;
 #[cfg(feature = "ws")]
 pub mod websocket;
 

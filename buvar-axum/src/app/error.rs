@@ -39,6 +39,10 @@ pub(crate) enum StartError {
     /// A setting of `[http.h2]` is out of its range.
     #[error(transparent)]
     OutOfRange(#[from] crate::SettingOutOfRange),
+    /// `[http.tls]` names a missing, unreadable or mismatched certificate or key.
+    #[cfg(feature = "tls")]
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// A before-fork step failed.
     #[error(transparent)]
     BeforeFork(#[from] crate::BeforeForkError),

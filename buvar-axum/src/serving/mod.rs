@@ -68,6 +68,8 @@ pub struct ServeOptions {
     pub(crate) max_requests: Option<u64>,
     pub(crate) max_requests_jitter: u64,
     pub(crate) h2: H2Config,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for ServeOptions {
@@ -81,6 +83,8 @@ impl Default for ServeOptions {
             max_requests: None,
             max_requests_jitter: 0,
             h2: H2Config::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -136,6 +140,13 @@ impl ServeOptions {
     /// How HTTP/2 is served next to HTTP/1.1 on the same sockets, and its bounds.
     pub fn h2(mut self, h2: H2Config) -> Self {
         self.h2 = h2;
+        self
+    }
+
+    /// TLS on every socket (`None`, the default: plain HTTP); see [`crate::tls`].
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: Option<crate::tls::TlsConfig>) -> Self {
+        self.tls = tls;
         self
     }
 
@@ -252,6 +263,15 @@ impl Serving {
             .header_read_timeout(options.header_read_timeout)
             .max_buf_size(MAX_CONNECTION_BUFFER);
         options.h2.apply(&mut http);
+        #[cfg(feature = "tls")]
+        let tls = match &options.tls {
+            Some(config) => {
+                let acceptor = crate::tls::Acceptor::load(config).map_err(io::Error::other)?;
+                acceptor.watch(stop.clone());
+                Some(acceptor)
+            }
+            None => None,
+        };
         let mut accepting = JoinSet::new();
         for listener in listeners {
             accepting.spawn(accept(
@@ -266,6 +286,8 @@ impl Serving {
                     write_timeout: options.write_timeout,
                     first_request_timeout: options.header_read_timeout,
                     max_reset_streams: options.h2.max_reset_streams,
+                    #[cfg(feature = "tls")]
+                    tls: tls.clone(),
                 },
                 stop.clone(),
             ));
@@ -362,6 +384,8 @@ struct Connections<S> {
     write_timeout: Duration,
     first_request_timeout: Duration,
     max_reset_streams: u64,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::Acceptor>,
 }
 
 async fn accept<S, B>(mut listener: Listener, connections: Connections<S>, stop: CancellationToken)
@@ -426,65 +450,113 @@ fn serve_connection<S, B>(
     S::Future: Send + 'static,
     B: HttpBody<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
 {
-    let Connections {
-        service,
-        http,
-        tracker,
-        close_idle,
-        kill,
-        slots: _,
-        write_timeout,
-        first_request_timeout,
-        max_reset_streams,
-    } = connections;
+    let tracker = connections.tracker.clone();
     tracker.spawn(async move {
         let _slot = slot;
-        let activity = Arc::new(ConnectionActivity::new(max_reset_streams));
-        let service = ConnectionService::new(service, activity.clone());
-        let io = TokioIo::new(WriteTimeout::new(stream, write_timeout));
-        let mut connection = pin!(http.serve_connection_with_upgrades(io, service));
-        // hyper's header read timeout starts once it knows the protocol, and HTTP/2 has
-        // none: this one covers the first bytes, the HTTP/2 preface and settings, and the
-        // first request of either protocol.
-        let mut first_request = pin!(tokio::time::sleep(first_request_timeout));
-        let mut awaiting_first = true;
-        let ended = loop {
-            tokio::select! {
-                ended = connection.as_mut() => break Some(ended),
-                () = close_idle.cancelled() => break None,
-                () = kill.cancelled() => return,
-                () = activity.abusive() => {
-                    tracing::warn!(
-                        "closing an HTTP/2 connection whose client cancels more streams \
-                         than it lets finish (http.h2.max_reset_streams)"
-                    );
+        let stream = WriteTimeout::new(stream, connections.write_timeout);
+        #[cfg(feature = "tls")]
+        if let Some(tls) = connections.tls.clone() {
+            // The handshake counts against the header read timeout, as the first bytes of a
+            // plain connection do.
+            let handshake = tokio::select! {
+                biased;
+                () = connections.kill.cancelled() => return,
+                handshake = tokio::time::timeout(
+                    connections.first_request_timeout,
+                    tls.acceptor().accept(stream),
+                ) => handshake,
+            };
+            let stream = match handshake {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    tracing::debug!(error = %err, "TLS handshake failed");
                     return;
                 }
-                () = first_request.as_mut(), if awaiting_first => {
-                    if !activity.requested() {
-                        tracing::debug!("no request within the header read timeout; closing");
-                        return;
-                    }
-                    awaiting_first = false;
+                Err(_) => {
+                    tracing::debug!("no TLS handshake within the header read timeout; closing");
+                    return;
                 }
-            }
-        };
-        let ended = match ended {
-            Some(ended) => ended,
-            None => {
-                // HTTP/1.1: closes once the response in flight is sent; HTTP/2: GOAWAY,
-                // and the open streams finish.
-                connection.as_mut().graceful_shutdown();
-                tokio::select! {
-                    ended = connection => ended,
-                    () = kill.cancelled() => return,
+            };
+            let client = crate::tls::ClientCertificate::of(stream.get_ref().1);
+            let Connections { service, .. } = connections.clone();
+            let service = MapRequestLayer::new(move |mut request: Request<Incoming>| {
+                if let Some(client) = &client {
+                    request.extensions_mut().insert(client.clone());
                 }
-            }
-        };
-        if let Err(err) = ended {
-            tracing::debug!(error = %err, "connection ended with an error");
+                request
+            })
+            .layer(service);
+            return drive(stream, service, connections).await;
         }
+        let service = connections.service.clone();
+        drive(stream, service, connections).await;
     });
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on one connection until it ends, the drain closes it or the
+/// client misbehaves.
+async fn drive<I, S, C, B>(io: I, service: S, connections: Connections<C>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: HttpBody<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+{
+    let Connections {
+        http,
+        close_idle,
+        kill,
+        first_request_timeout,
+        max_reset_streams,
+        ..
+    } = connections;
+    let activity = Arc::new(ConnectionActivity::new(max_reset_streams));
+    let service = ConnectionService::new(service, activity.clone());
+    let mut connection = pin!(http.serve_connection_with_upgrades(TokioIo::new(io), service));
+    // hyper's header read timeout starts once it knows the protocol, and HTTP/2 has
+    // none: this one covers the first bytes, the HTTP/2 preface and settings, and the
+    // first request of either protocol.
+    let mut first_request = pin!(tokio::time::sleep(first_request_timeout));
+    let mut awaiting_first = true;
+    let ended = loop {
+        tokio::select! {
+            ended = connection.as_mut() => break Some(ended),
+            () = close_idle.cancelled() => break None,
+            () = kill.cancelled() => return,
+            () = activity.abusive() => {
+                tracing::warn!(
+                    "closing an HTTP/2 connection whose client cancels more streams \
+                     than it lets finish (http.h2.max_reset_streams)"
+                );
+                return;
+            }
+            () = first_request.as_mut(), if awaiting_first => {
+                if !activity.requested() {
+                    tracing::debug!("no request within the header read timeout; closing");
+                    return;
+                }
+                awaiting_first = false;
+            }
+        }
+    };
+    let ended = match ended {
+        Some(ended) => ended,
+        None => {
+            // HTTP/1.1: closes once the response in flight is sent; HTTP/2: GOAWAY,
+            // and the open streams finish.
+            connection.as_mut().graceful_shutdown();
+            tokio::select! {
+                ended = connection => ended,
+                () = kill.cancelled() => return,
+            }
+        }
+    };
+    if let Err(err) = ended {
+        tracing::debug!(error = %err, "connection ended with an error");
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 //! (and logs `slow request started` when it starts),
 //! `GET /block?ms=N` blocks the worker's runtime for N milliseconds, `POST /echo` answers the
 //! length of the body it read, `GET /bytes?n=N` answers N bytes (at most 16 MiB), `GET /lazy`
-//! answers `[lazy] n` through an adapter.
+//! answers `[lazy] n` through an adapter, `GET /client` answers the subject of the client's
+//! TLS certificate (403 without one).
 //!
 //! The `[vault]` section holds secrets; the `vault` plugin logs the whole section at start, so
 //! the tests can check that no secret value ever reaches a log line.
@@ -17,6 +18,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::Query;
 use axum::routing::{get, post};
+use buvar_axum::tls::ClientCertificate;
 use buvar_axum::{Inject, PrepareExt, Service};
 use buvar_kit::config::Secret;
 use buvar_kit::{BoxError, Config, ConfigSource, Plugin, Prepare};
@@ -100,6 +102,10 @@ async fn routes(cx: Prepare) -> Result<(), BoxError> {
                 }),
             )
             .route("/pid", get(|| async { std::process::id().to_string() }))
+            .route(
+                "/client",
+                get(|client: ClientCertificate| async move { client.subject().to_owned() }),
+            )
             .route(
                 "/slow",
                 get(|Query(slow): Query<Slow>| async move {
