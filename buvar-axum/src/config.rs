@@ -153,6 +153,8 @@ impl Section for HttpConfig {
             Limit::count("h2.max_reset_streams", 1..=1_000_000),
             Limit::duration("h2.keep_alive_interval", Duration::ZERO..=DAY),
             Limit::duration("h2.keep_alive_timeout", Duration::from_millis(10)..=DAY),
+            #[cfg(feature = "tls")]
+            Limit::duration("tls.reload_interval", crate::tls::RELOAD_INTERVALS),
         ]
     }
 }

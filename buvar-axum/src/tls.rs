@@ -65,7 +65,7 @@ fn default_reload_interval() -> Duration {
     Duration::from_secs(10)
 }
 
-const RELOAD_INTERVALS: std::ops::RangeInclusive<Duration> =
+pub(crate) const RELOAD_INTERVALS: std::ops::RangeInclusive<Duration> =
     Duration::from_millis(100)..=Duration::from_secs(24 * 60 * 60);
 
 /// What is wrong with the TLS files or settings. Never holds private key contents.

@@ -29,8 +29,8 @@
 //! - the `[http]` request timeout does not cut it: the timeout bounds the handler, which answers
 //!   `101 Switching Protocols` at once; the session runs in a task of its own afterwards;
 //! - `write_timeout` still holds: a client that reads nothing for that long is disconnected;
-//! - it counts against `max_connections`; an upgrade while the server drains is answered
-//!   `503 Service Unavailable`, as one beyond `max_connections` is.
+//! - it keeps counting against `max_connections` as the connection of its handshake did; an
+//!   upgrade while the server drains is answered `503 Service Unavailable`.
 //!
 //! A session whose task ends (the session dropped) is closed with `1000 Normal Closure`.
 
@@ -43,6 +43,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
@@ -58,8 +59,7 @@ const CLOSE_FRAME_TIMEOUT: Duration = Duration::from_millis(250);
 /// The extractor of a WebSocket handshake served by the kit (see the [module docs](self)).
 ///
 /// Rejects what axum's `WebSocketUpgrade` rejects (not a WebSocket handshake: `400`, `405`,
-/// `426`), and with `503 Service Unavailable` while the server drains or has
-/// `max_connections` open. Served by something else than the kit's serving (`axum::serve`),
+/// `426`), and with `503 Service Unavailable` while the server drains. Served by something else than the kit's serving (`axum::serve`),
 /// the session simply never drains.
 #[derive(Debug)]
 pub struct WebSocketRequest {
@@ -74,7 +74,7 @@ pub enum WebSocketRejection {
     /// Not a WebSocket handshake, as axum tells.
     #[error(transparent)]
     Handshake(#[from] axum::extract::ws::rejection::WebSocketUpgradeRejection),
-    /// The server drains or is full.
+    /// The server drains.
     #[error(transparent)]
     Refused(#[from] UpgradeRefused),
 }
@@ -224,7 +224,7 @@ async fn pump(
             None => std::future::pending().await,
         }
     });
-    let going_away = Ended::Close(close_code::AWAY, "the server is shutting down");
+    let going_away = Ended::Close(close_code::AWAY, GOING_AWAY);
     let ended = loop {
         tokio::select! {
             biased;
@@ -255,15 +255,21 @@ async fn pump(
         }
     };
     if let Ended::Close(code, reason) = ended {
-        let frame = Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        }));
-        if tokio::time::timeout(CLOSE_FRAME_TIMEOUT, sink.send(frame))
-            .await
-            .is_err()
-        {
-            tracing::debug!("the WebSocket close frame did not leave in time");
-        }
+        close(&mut sink, code, reason).await;
+    }
+}
+
+const GOING_AWAY: &str = "the server is shutting down";
+
+async fn close(sink: &mut SplitSink<WebSocket, Message>, code: u16, reason: &'static str) {
+    let frame = Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }));
+    if tokio::time::timeout(CLOSE_FRAME_TIMEOUT, sink.send(frame))
+        .await
+        .is_err()
+    {
+        tracing::debug!("the WebSocket close frame did not leave in time");
     }
 }

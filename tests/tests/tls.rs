@@ -362,6 +362,39 @@ async fn a_rotated_certificate_reaches_new_connections_while_open_ones_keep_work
     );
 }
 
+#[tokio::test]
+async fn a_client_that_never_finishes_the_handshake_is_closed_and_others_are_served() {
+    let ca = Authority::new("buvar test CA");
+    let files = Files::new();
+    files.install(&ca.issue("localhost", ExtendedKeyUsagePurpose::ServerAuth));
+    let service = Service::start(
+        &config(&files, ""),
+        &[("SVC_HTTP_HEADER_READ_TIMEOUT", "1")],
+        2,
+    );
+    let mut silent = TcpStream::connect(&service.addr).await.unwrap();
+    let mut garbage = TcpStream::connect(&service.addr).await.unwrap();
+    garbage.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut stream = connect(&service.addr, client_config(&ca, &[b"http/1.1"], None))
+        .await
+        .unwrap();
+    assert_eq!(http1_get(&mut stream, "/pid").await.unwrap().0, 200);
+    // The header read timeout bounds the handshake: the server closes the silent connection.
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(WITHIN, silent.read(&mut buffer))
+        .await
+        .expect("the server closes a silent connection");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    // Plain HTTP is answered with a TLS alert at most, then closed; never served.
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WITHIN, garbage.read_to_end(&mut answer))
+        .await
+        .expect("the server closes a plain-text connection");
+    assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
+    let (status, _, _) = service.stop();
+    assert!(status.success(), "{status}");
+}
+
 /// No line of the key's base64 body appears in `output`.
 fn assert_no_key_material(key_pem: &str, output: &str) {
     for line in key_pem.lines().filter(|line| !line.starts_with("-----")) {

@@ -17,12 +17,12 @@ const WITHIN: Duration = Duration::from_secs(25);
 
 type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-fn start(graceful_timeout: u32) -> Example {
+fn start(graceful_timeout: u32, extra: &str) -> Example {
     Example::start(
         "websocket-example",
         &format!(
             "[http]\nport = 0\nforks = 2\nrequest_timeout = 1\n\
-             graceful_timeout = {graceful_timeout}\n[log]\nlevel = \"info\"\n"
+             graceful_timeout = {graceful_timeout}\n{extra}\n[log]\nlevel = \"info\"\n"
         ),
         2,
     )
@@ -61,7 +61,7 @@ async fn echoes(client: &mut Client, text: &str) {
 
 #[tokio::test]
 async fn an_echo_outlives_the_request_timeout() {
-    let mut service = start(5);
+    let mut service = start(5, "");
     let mut clients = Vec::new();
     // Several connections, so both workers are likely to serve some.
     for n in 0..4 {
@@ -102,7 +102,7 @@ async fn an_echo_outlives_the_request_timeout() {
 #[tokio::test]
 async fn a_drain_gives_a_websocket_the_graceful_timeout_then_closes_it_with_a_close_frame() {
     let graceful_timeout = Duration::from_secs(2);
-    let mut service = start(2);
+    let mut service = start(2, "");
     let mut clients = Vec::new();
     for n in 0..4 {
         let mut client = connect(&service.addr).await;
@@ -128,6 +128,20 @@ async fn a_drain_gives_a_websocket_the_graceful_timeout_then_closes_it_with_a_cl
         );
     }
     // Every worker ended its own drain (exit 0), none had to be killed.
+    let status = service.child.wait_exit(WITHIN);
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn an_upgraded_connection_takes_over_the_slot_of_its_handshake() {
+    // One connection per worker: the upgrade must not need a second slot beside the one its
+    // handshake's connection holds.
+    let mut service = start(5, "max_connections = 1");
+    let mut client = connect(&service.addr).await;
+    echoes(&mut client, "one of one").await;
+    client.close(None).await.unwrap();
+    assert!(matches!(next(&mut client).await, Message::Close(_)));
+    service.child.signal(Signal::SIGTERM);
     let status = service.child.wait_exit(WITHIN);
     assert!(status.success(), "{status}");
 }

@@ -241,20 +241,10 @@ impl Serving {
         });
         // One budget across all listeners: the limit is about this process's memory.
         let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
-        let upgrades = UpgradeTracker::new(
-            connections.clone(),
-            stop.clone(),
-            kill.clone(),
-            slots.clone(),
-        );
+        let upgrades = UpgradeTracker::new(connections.clone(), stop.clone(), kill.clone());
         let service = MapResponseLayer::new({
             let tally = tally.clone();
             move |response| tally.response(response)
-        })
-        .layer(service);
-        let service = MapRequestLayer::new(move |mut request: Request<Incoming>| {
-            upgrades.attach(&mut request);
-            request
         })
         .layer(service);
         let mut http = auto::Builder::new(TokioExecutor::new());
@@ -280,6 +270,7 @@ impl Serving {
                     service: service.clone(),
                     http: http.clone(),
                     tracker: connections.clone(),
+                    upgrades: upgrades.clone(),
                     close_idle: close_idle.clone(),
                     kill: kill.clone(),
                     slots: slots.clone(),
@@ -378,6 +369,7 @@ struct Connections<S> {
     service: S,
     http: auto::Builder<TokioExecutor>,
     tracker: TaskTracker,
+    upgrades: UpgradeTracker,
     close_idle: CancellationToken,
     kill: CancellationToken,
     slots: Arc<Semaphore>,
@@ -452,7 +444,13 @@ fn serve_connection<S, B>(
 {
     let tracker = connections.tracker.clone();
     tracker.spawn(async move {
-        let _slot = slot;
+        // The connection's slot, held until the connection ends or an upgrade takes it over.
+        let upgrades = connections.upgrades.connection(slot);
+        let service = MapRequestLayer::new(move |mut request: Request<Incoming>| {
+            upgrades.attach(&mut request);
+            request
+        })
+        .layer(connections.service.clone());
         let stream = WriteTimeout::new(stream, connections.write_timeout);
         #[cfg(feature = "tls")]
         if let Some(tls) = connections.tls.clone() {
@@ -478,7 +476,6 @@ fn serve_connection<S, B>(
                 }
             };
             let client = crate::tls::ClientCertificate::of(stream.get_ref().1);
-            let Connections { service, .. } = connections.clone();
             let service = MapRequestLayer::new(move |mut request: Request<Incoming>| {
                 if let Some(client) = &client {
                     request.extensions_mut().insert(client.clone());
@@ -488,7 +485,6 @@ fn serve_connection<S, B>(
             .layer(service);
             return drive(stream, service, connections).await;
         }
-        let service = connections.service.clone();
         drive(stream, service, connections).await;
     });
 }

@@ -1,12 +1,13 @@
 //! Upgraded connections (WebSockets, or any protocol a handler takes over with
 //! `hyper::upgrade::on`): hyper hands the socket to the handler and forgets it, so the drain
 //! would neither wait for such a connection nor tell it to close, and `max_connections` would
-//! not count it. A handler that holds an [`UpgradedConnection`] is counted, waited for and told.
+//! not count it. A handler that holds an [`UpgradedConnection`] is waited for and told, and
+//! counted once admitted.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::http::{Request, Version, header::UPGRADE};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
@@ -21,7 +22,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 /// async fn handler(tracker: Option<Extension<UpgradeTracker>>) -> &'static str {
 ///     match tracker.map(|Extension(tracker)| tracker.hold()) {
 ///         Some(Ok(_connection)) => "counted until dropped",
-///         Some(Err(_refused)) => "the server drains or is full",
+///         Some(Err(_refused)) => "the server drains",
 ///         None => "not served by Serving",
 ///     }
 /// }
@@ -30,6 +31,9 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 #[derive(Debug, Clone)]
 pub struct UpgradeTracker {
     shared: Arc<Shared>,
+    /// The slot of `max_connections` the handshake's connection holds, handed over to the
+    /// upgraded connection: a new one could not be had while the connection holds its own.
+    slot: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
 }
 
 #[derive(Debug)]
@@ -37,35 +41,36 @@ struct Shared {
     tracker: TaskTracker,
     stop: CancellationToken,
     kill: CancellationToken,
-    slots: Arc<Semaphore>,
 }
 
-/// Why [`UpgradeTracker::hold`] refused an upgrade.
+/// Why [`UpgradeTracker::hold`] refused an upgrade: the server drains, and the client should
+/// connect again (to another worker or instance).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the server is shutting down; connect again")]
 #[non_exhaustive]
-pub enum UpgradeRefused {
-    /// The server drains: the client should connect again (to another worker or instance).
-    #[error("the server is shutting down; connect again")]
-    Draining,
-    /// `max_connections` connections are open.
-    #[error("the server has too many open connections; try again later")]
-    Full,
-}
+pub struct UpgradeRefused;
 
 impl UpgradeTracker {
     pub(super) fn new(
         tracker: TaskTracker,
         stop: CancellationToken,
         kill: CancellationToken,
-        slots: Arc<Semaphore>,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 tracker,
                 stop,
                 kill,
-                slots,
             }),
+            slot: Arc::default(),
+        }
+    }
+
+    /// The tracker of one connection, which holds `slot` until an upgrade takes it over.
+    pub(super) fn connection(&self, slot: Option<OwnedSemaphorePermit>) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            slot: Arc::new(Mutex::new(slot)),
         }
     }
 
@@ -78,19 +83,19 @@ impl UpgradeTracker {
     }
 
     /// Counts a connection about to be upgraded until the returned value is dropped: the drain
-    /// waits for it, and it takes one of `max_connections`. Take it in the handler, before
-    /// answering `101 Switching Protocols`, and move it into the task that serves the upgraded
-    /// connection; refused while the server drains or is full.
+    /// waits for it, and it keeps the connection's slot of `max_connections`. Take it in the
+    /// handler, before answering `101 Switching Protocols`, and move it into the task that
+    /// serves the upgraded connection; refused while the server drains.
     pub fn hold(&self) -> Result<UpgradedConnection, UpgradeRefused> {
         let shared = &self.shared;
         if shared.stop.is_cancelled() {
-            return Err(UpgradeRefused::Draining);
+            return Err(UpgradeRefused);
         }
-        let slot = shared
-            .slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| UpgradeRefused::Full)?;
+        let slot = self
+            .slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         Ok(UpgradedConnection {
             _token: shared.tracker.token(),
             _slot: slot,
@@ -106,7 +111,7 @@ impl UpgradeTracker {
 #[derive(Debug)]
 pub struct UpgradedConnection {
     _token: TaskTrackerToken,
-    _slot: OwnedSemaphorePermit,
+    _slot: Option<OwnedSemaphorePermit>,
     stop: CancellationToken,
     kill: CancellationToken,
 }
@@ -127,23 +132,17 @@ impl UpgradedConnection {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use tokio::sync::Semaphore;
 
-    fn tracker(slots: usize) -> (UpgradeTracker, TaskTracker, CancellationToken) {
-        let tasks = TaskTracker::new();
-        let stop = CancellationToken::new();
-        let tracker = UpgradeTracker::new(
-            tasks.clone(),
-            stop.clone(),
-            CancellationToken::new(),
-            Arc::new(Semaphore::new(slots)),
-        );
-        (tracker, tasks, stop)
-    }
+    use super::*;
 
     #[test]
     fn only_upgrade_requests_carry_the_tracker() {
-        let (tracker, _, _) = tracker(1);
+        let tracker = UpgradeTracker::new(
+            TaskTracker::new(),
+            CancellationToken::new(),
+            CancellationToken::new(),
+        );
         let mut plain = Request::new(());
         tracker.attach(&mut plain);
         assert!(plain.extensions().get::<UpgradeTracker>().is_none());
@@ -156,15 +155,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_held_connection_keeps_the_drain_waiting_and_takes_a_slot() {
-        let (tracker, tasks, stop) = tracker(1);
-        let held = tracker.hold().unwrap();
-        assert_eq!(tracker.hold().unwrap_err(), UpgradeRefused::Full);
+    async fn a_held_connection_keeps_the_drain_waiting_and_its_connection_s_slot() {
+        let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
+        let tracker = UpgradeTracker::new(tasks.clone(), stop.clone(), CancellationToken::new());
+        let slots = Arc::new(Semaphore::new(1));
+        let connection = tracker.connection(Some(slots.clone().try_acquire_owned().unwrap()));
+        let held = connection.hold().unwrap();
+        // The connection ends once upgraded; the slot stays taken.
+        drop(connection);
+        assert_eq!(slots.available_permits(), 0);
         tasks.close();
         assert!(!tasks.is_empty());
         drop(held);
         tasks.wait().await;
+        assert_eq!(slots.available_permits(), 1);
         stop.cancel();
-        assert_eq!(tracker.hold().unwrap_err(), UpgradeRefused::Draining);
+        assert_eq!(tracker.hold().unwrap_err(), UpgradeRefused);
     }
 }
