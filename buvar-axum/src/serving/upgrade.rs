@@ -6,14 +6,15 @@
 
 use std::sync::{Arc, Mutex};
 
-use axum::http::{Request, Version, header::UPGRADE};
+use axum::http::Request;
+use hyper::upgrade::OnUpgrade;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-/// The request extension [`Serving`](super::Serving) puts on every HTTP/1.1 request that asks
-/// for an upgrade: where the handler of an upgrade takes its [`UpgradedConnection`].
+/// The request extension [`Serving`](super::Serving) puts on every request hyper can upgrade (one
+/// that asks for an upgrade): where the handler of an upgrade takes its [`UpgradedConnection`].
 ///
 /// ```
 /// use axum::Extension;
@@ -74,10 +75,11 @@ impl UpgradeTracker {
         }
     }
 
-    /// Puts a clone on `request` when it asks for an upgrade; costs other requests one
-    /// version comparison.
+    /// Puts a clone on `request` when hyper offers to upgrade its connection (it does so only
+    /// for a request that asks for it): other requests pay one look into their (empty)
+    /// extensions, cheaper than looking for a header.
     pub(super) fn attach<B>(&self, request: &mut Request<B>) {
-        if request.version() == Version::HTTP_11 && request.headers().contains_key(UPGRADE) {
+        if request.extensions().get::<OnUpgrade>().is_some() {
             request.extensions_mut().insert(self.clone());
         }
     }
@@ -136,22 +138,21 @@ mod tests {
 
     use super::*;
 
+    /// hyper's `OnUpgrade` cannot be made outside hyper: `tests/websocket.rs` shows that
+    /// upgrades carry the tracker.
     #[test]
-    fn only_upgrade_requests_carry_the_tracker() {
+    fn a_request_hyper_cannot_upgrade_carries_no_tracker() {
         let tracker = UpgradeTracker::new(
             TaskTracker::new(),
             CancellationToken::new(),
             CancellationToken::new(),
         );
-        let mut plain = Request::new(());
-        tracker.attach(&mut plain);
-        assert!(plain.extensions().get::<UpgradeTracker>().is_none());
-        let mut upgrade = Request::builder()
-            .header(UPGRADE, "websocket")
+        let mut request = Request::builder()
+            .header(http::header::UPGRADE, "websocket")
             .body(())
             .unwrap();
-        tracker.attach(&mut upgrade);
-        assert!(upgrade.extensions().get::<UpgradeTracker>().is_some());
+        tracker.attach(&mut request);
+        assert!(request.extensions().get::<UpgradeTracker>().is_none());
     }
 
     #[tokio::test]
