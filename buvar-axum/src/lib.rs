@@ -58,6 +58,7 @@
 
 mod app;
 mod before_fork;
+mod child;
 mod config;
 #[cfg(target_os = "linux")]
 pub mod fork;

@@ -7,8 +7,10 @@ pub mod prefork;
 pub mod process;
 pub mod service;
 pub mod template;
+pub mod upgrade;
 
 pub mod metrics;
+pub mod notify;
 
 pub mod postgres;
 

@@ -8,7 +8,7 @@
 //! # Ok::<(), buvar_axum::sockets::SocketError>(())
 //! ```
 
-mod activation;
+pub(crate) mod activation;
 mod bind;
 mod error;
 mod listener;
