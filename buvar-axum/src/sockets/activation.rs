@@ -45,6 +45,7 @@ pub(super) fn take_listen_fds() -> Result<Vec<BoundSocket>, SocketError> {
 
 /// A socket's name in `LISTEN_FDNAMES` when a binary upgrade hands it over: the URI it was
 /// asked for, with `%` and the list separator `:` escaped.
+#[cfg(target_os = "linux")]
 pub(crate) fn fd_name(uri: &str) -> String {
     uri.replace('%', "%25").replace(':', "%3A")
 }

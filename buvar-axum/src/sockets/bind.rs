@@ -117,6 +117,7 @@ impl BoundSocket {
 
     /// Leaves a unix socket's file in place when this value is dropped: a new program that
     /// took the socket over serves on it.
+    #[cfg(target_os = "linux")]
     pub(crate) fn disown_file(&mut self) {
         self.file_owner = None;
     }

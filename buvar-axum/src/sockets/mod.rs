@@ -12,6 +12,7 @@ pub(crate) mod activation;
 mod bind;
 mod error;
 mod listener;
+#[cfg(target_os = "linux")]
 pub(crate) mod open_files;
 mod uri;
 
