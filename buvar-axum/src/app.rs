@@ -121,6 +121,17 @@ impl Service {
         .section::<LogConfig>()
         .section::<MetricsConfig>()
         .section::<ReadinessConfig>()
+        .with_otel_section()
+    }
+
+    #[cfg(feature = "otel")]
+    fn with_otel_section(self) -> Self {
+        self.section::<crate::OtelConfig>()
+    }
+
+    #[cfg(not(feature = "otel"))]
+    fn with_otel_section(self) -> Self {
+        self
     }
 
     /// Loads `plugin` in every worker.
@@ -237,6 +248,9 @@ impl Service {
             let _ = write!(std::io::stdout(), "{dump}");
             return Ok(ExitCode::SUCCESS);
         }
+        #[cfg(feature = "otel")]
+        crate::otel::init_log(&log_config, &*source.section::<crate::OtelConfig>()?)?;
+        #[cfg(not(feature = "otel"))]
         log::init(&log_config)?;
         // What `--check` runs, also before every start: a wiring mistake or a bad section value
         // stops the start here instead of answering 500 in every worker.
@@ -390,7 +404,13 @@ impl Service {
                 return 1;
             }
         };
-        runtime.block_on(async move {
+        // Outside the runtime: the exporter's HTTP client runs one of its own.
+        #[cfg(feature = "otel")]
+        let exporter = source
+            .section::<crate::OtelConfig>()
+            .ok()
+            .and_then(|config| crate::otel::Exporter::start(&config));
+        let code = runtime.block_on(async move {
             let shutdown = match worker.watch_shutdown() {
                 Ok(shutdown) => shutdown,
                 Err(err) => {
@@ -434,7 +454,12 @@ impl Service {
                 }
             }
             i32::from(!report.is_success())
-        })
+        });
+        #[cfg(feature = "otel")]
+        if let Some(exporter) = exporter {
+            exporter.shutdown();
+        }
+        code
     }
 }
 
