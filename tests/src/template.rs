@@ -66,3 +66,69 @@ pub fn render(
         ..GenerateArgs::default()
     })
 }
+
+/// A systemd unit file's settings, in order: comments and blank lines left out, each
+/// `Key=Value` with the `[Section]` it sits in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemdUnit {
+    settings: Vec<(String, String, String)>,
+}
+
+impl SystemdUnit {
+    /// Parses the text of a unit file (`#` and `;` comments; no line continuations, which the
+    /// template's units do not use).
+    ///
+    /// # Errors
+    ///
+    /// A line outside a section, or one that is neither a section, a comment nor `Key=Value`,
+    /// named by its number.
+    pub fn parse(text: &str) -> Result<SystemdUnit, String> {
+        let mut section = None;
+        let mut settings = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with(['#', ';']) {
+                continue;
+            }
+            if line.ends_with('\\') {
+                return Err(format!("line {}: a continued line", number + 1));
+            }
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = Some(name.to_owned());
+                continue;
+            }
+            let (Some(section), Some((key, value))) = (&section, line.split_once('=')) else {
+                return Err(format!("line {}: not a setting: {line:?}", number + 1));
+            };
+            settings.push((
+                section.clone(),
+                key.trim().to_owned(),
+                value.trim().to_owned(),
+            ));
+        }
+        Ok(SystemdUnit { settings })
+    }
+
+    /// Every value of `key` in `[section]`, in order (`Environment=`, `ListenStream=` repeat).
+    pub fn values(&self, section: &str, key: &str) -> Vec<&str> {
+        self.settings
+            .iter()
+            .filter(|(s, k, _)| s == section && k == key)
+            .map(|(_, _, value)| value.as_str())
+            .collect()
+    }
+
+    /// The value of `key` in `[section]` that systemd uses: the last one.
+    pub fn value(&self, section: &str, key: &str) -> Option<&str> {
+        self.values(section, key).pop()
+    }
+
+    /// The unit's `Environment=` assignments as `(NAME, value)` pairs.
+    pub fn environment(&self) -> Vec<(&str, &str)> {
+        self.values("Service", "Environment")
+            .into_iter()
+            .flat_map(str::split_whitespace)
+            .filter_map(|assignment| assignment.split_once('='))
+            .collect()
+    }
+}

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use buvar_tests::http;
-use buvar_tests::template::{TemplateSource, render, template_dir};
+use buvar_tests::template::{SystemdUnit, TemplateSource, render, template_dir};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -124,6 +124,8 @@ fn renders_every_placeholder_and_the_same_from_git_as_from_a_path() {
         "k8s/overlays/production/kustomization.yaml",
         ".github/workflows/ci.yml",
         "README.md",
+        "deploy/systemd/buvar-smoke.service",
+        "deploy/systemd/buvar-smoke.socket",
     ] {
         assert!(
             rendered.contains(&PathBuf::from(file)),
@@ -316,6 +318,119 @@ fn the_manifests_size_workers_from_the_cpu_request_and_wait_out_delay_and_drain(
         );
         assert_eq!(leading_number(&memory_row[column]), limit, "{name}");
     }
+}
+
+/// The rendered `deploy/systemd/<NAME>.<kind>` unit.
+fn systemd_unit(service: &Path, kind: &str) -> SystemdUnit {
+    let path = service.join(format!("deploy/systemd/{NAME}.{kind}"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+    SystemdUnit::parse(&text).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
+
+/// The program and the `--config` file of the service unit's `ExecStart=`.
+fn exec_start(unit: &SystemdUnit) -> (PathBuf, PathBuf) {
+    let exec = unit.value("Service", "ExecStart").expect("an ExecStart=");
+    let words: Vec<&str> = exec.split_whitespace().collect();
+    let config = words
+        .windows(2)
+        .find(|pair| pair[0] == "--config")
+        .map(|pair| PathBuf::from(pair[1]))
+        .unwrap_or_else(|| panic!("ExecStart={exec} names no --config file"));
+    (PathBuf::from(words[0]), config)
+}
+
+#[test]
+fn the_systemd_units_activate_the_sockets_notify_reload_and_harden_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = render_from_path(dir.path());
+    let unit = systemd_unit(&service, "service");
+    let socket = systemd_unit(&service, "socket");
+    let readme = std::fs::read_to_string(service.join("README.md")).unwrap();
+    let config: toml::Table = std::fs::read_to_string(service.join("config.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let cargo: toml::Table = std::fs::read_to_string(service.join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let setting = |key: &str| unit.value("Service", key);
+
+    // The program is the binary cargo builds, installed where the README puts it; the config
+    // file is the template's, installed where ExecStart reads it.
+    let (program, config_file) = exec_start(&unit);
+    let package = cargo["package"]["name"].as_str().unwrap();
+    assert_eq!(program.file_name().unwrap(), package);
+    assert!(
+        readme.contains(&format!(
+            "install -m 0755 target/release/{package} {}",
+            program.display()
+        )),
+        "the README does not install the binary at {}",
+        program.display()
+    );
+    assert!(
+        readme.contains(&format!(
+            "install -D -m 0644 config.toml {}",
+            config_file.display()
+        )),
+        "the README does not install config.toml at {}",
+        config_file.display()
+    );
+    assert_eq!(
+        unit.value("Unit", "Requires"),
+        Some(format!("{NAME}.socket").as_str())
+    );
+    assert_eq!(socket.value("Socket", "Accept"), Some("no"));
+    assert!(!socket.values("Socket", "ListenStream").is_empty());
+
+    // Readiness over sd_notify, from whichever supervisor is current after an upgrade.
+    assert_eq!(setting("Type"), Some("notify"));
+    assert_eq!(setting("NotifyAccess"), Some("all"));
+    assert_eq!(setting("ExecReload"), Some("/bin/kill -HUP $MAINPID"));
+
+    // SIGTERM to the supervisor alone, and time for it to wait out delay and drain.
+    assert_eq!(setting("KillMode"), Some("mixed"));
+    let env: Vec<(&str, &str)> = unit.environment();
+    let seconds = |key: &str| -> f64 {
+        let variable = format!("{PREFIX}_HTTP_{}", key.to_uppercase());
+        if let Some((_, value)) = env.iter().find(|(name, _)| *name == variable) {
+            return value.parse().unwrap();
+        }
+        config["http"]
+            .get(key)
+            .map(|value| value.as_float().or(value.as_integer().map(|n| n as f64)))
+            .map_or(0.0, Option::unwrap)
+    };
+    let stop: f64 = setting("TimeoutStopSec").unwrap().parse().unwrap();
+    let (delay, graceful) = (seconds("shutdown_delay"), seconds("graceful_timeout"));
+    assert!(graceful > 0.0, "config.toml sets no graceful_timeout");
+    assert!(
+        stop >= delay + graceful + 1.0,
+        "TimeoutStopSec={stop} < shutdown delay {delay} s + graceful timeout {graceful} s + 1 s"
+    );
+
+    // The hardening options, each with the value that still lets the service fork, exec
+    // itself, map shared memory and read /proc.
+    for (key, value) in [
+        ("DynamicUser", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("ProtectKernelTunables", "yes"),
+        ("ProtectControlGroups", "yes"),
+        ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+        ("LockPersonality", "yes"),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("SystemCallFilter", "@system-service"),
+    ] {
+        assert_eq!(setting(key), Some(value), "{key}=");
+    }
+    // /proc/stat (the boot time behind process_start_time_seconds) must stay readable.
+    assert_eq!(setting("ProcSubset"), None);
 }
 
 /// The rendered service, started on port 0 with one worker; stopped when dropped.
