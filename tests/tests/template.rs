@@ -376,22 +376,18 @@ fn the_systemd_units_activate_the_sockets_notify_reload_and_harden_the_service()
     let (program, config_file) = exec_start(&unit);
     let package = cargo["package"]["name"].as_str().unwrap();
     assert_eq!(program.file_name().unwrap(), package);
-    assert!(
-        readme.contains(&format!(
+    for install in [
+        format!(
             "install -m 0755 target/release/{package} {}",
             program.display()
-        )),
-        "the README does not install the binary at {}",
-        program.display()
-    );
-    assert!(
-        readme.contains(&format!(
-            "install -D -m 0644 config.toml {}",
-            config_file.display()
-        )),
-        "the README does not install config.toml at {}",
-        config_file.display()
-    );
+        ),
+        format!("install -D -m 0644 config.toml {}", config_file.display()),
+    ] {
+        assert!(
+            readme.contains(&install),
+            "the README does not say `{install}`"
+        );
+    }
     assert_eq!(
         unit.value("Unit", "Requires"),
         Some(format!("{NAME}.socket").as_str())
