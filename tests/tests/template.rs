@@ -334,6 +334,59 @@ fn the_manifests_size_workers_from_the_cpu_request_and_wait_out_delay_and_drain(
     }
 }
 
+#[test]
+fn the_metrics_port_is_exposed_and_annotated_where_the_config_serves_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = render_from_path(dir.path());
+    let config: toml::Table = std::fs::read_to_string(service.join("config.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let listen = config["metrics"]["listen"].as_str().unwrap();
+    let port: u64 = listen.rsplit_once(':').unwrap().1.parse().unwrap();
+    let path = config["metrics"]
+        .get("path")
+        .map_or("/metrics", |path| path.as_str().unwrap());
+
+    let dockerfile = std::fs::read_to_string(service.join("Dockerfile")).unwrap();
+    let exposed: Vec<u64> = dockerfile
+        .lines()
+        .filter_map(|line| line.strip_prefix("EXPOSE "))
+        .flat_map(|ports| ports.split_whitespace().map(|p| p.parse().unwrap()))
+        .collect();
+    assert!(exposed.contains(&port), "EXPOSE {exposed:?} lacks {port}");
+
+    let annotated = |what: &str, metadata: &serde_json::Value| {
+        let annotations = &metadata["annotations"];
+        assert_eq!(annotations["prometheus.io/scrape"], "true", "{what}");
+        assert_eq!(
+            annotations["prometheus.io/port"],
+            port.to_string().as_str(),
+            "{what}"
+        );
+        assert_eq!(annotations["prometheus.io/path"], path, "{what}");
+    };
+    let deployment = &yaml_documents(&service.join("k8s/base/deployment.yaml"))[0];
+    let pod = &deployment["spec"]["template"];
+    annotated("the pod template", &pod["metadata"]);
+    let ports = pod["spec"]["containers"][0]["ports"].as_array().unwrap();
+    assert!(
+        ports
+            .iter()
+            .any(|p| p["name"] == "metrics" && p["containerPort"].as_u64() == Some(port)),
+        "the container does not name port {port} `metrics`: {ports:?}"
+    );
+    let kube_service = &yaml_documents(&service.join("k8s/base/service.yaml"))[0];
+    annotated("the Service", &kube_service["metadata"]);
+    let ports = kube_service["spec"]["ports"].as_array().unwrap();
+    assert!(
+        ports
+            .iter()
+            .any(|p| p["name"] == "metrics" && p["targetPort"] == "metrics"),
+        "the Service has no `metrics` port: {ports:?}"
+    );
+}
+
 /// The rendered `deploy/systemd/<NAME>.<kind>` unit.
 fn systemd_unit(service: &Path, kind: &str) -> SystemdUnit {
     let path = service.join(format!("deploy/systemd/{NAME}.{kind}"));
