@@ -584,26 +584,6 @@ impl Built {
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
-        // Kept for the whole test run: the tests share it.
-        let dir = tempfile::tempdir().unwrap().keep();
-        let service = render_from_path(&dir);
-
-        // The published versions are replaced by this workspace's crates, at the versions this
-        // workspace locks, so the service is tested against the kit as it is now.
-        let mut manifest = std::fs::OpenOptions::new()
-            .append(true)
-            .open(service.join("Cargo.toml"))
-            .unwrap();
-        let ws = workspace();
-        write!(
-            manifest,
-            "\n[patch.crates-io]\nbuvar-kit = {{ path = {:?} }}\nbuvar-axum = {{ path = {:?} }}\n",
-            ws.join("buvar-kit"),
-            ws.join("buvar-axum"),
-        )
-        .unwrap();
-        std::fs::copy(ws.join("Cargo.lock"), service.join("Cargo.lock")).unwrap();
-
         // Beside this test's own target directory, and kept across runs: the service's
         // dependencies compile once. A nested cargo cannot share the outer one's directory,
         // which `cargo test` keeps locked while the tests run.
@@ -613,6 +593,35 @@ fn built() -> &'static Built {
             .nth(3)
             .expect("<target>/<profile>/deps/<test>")
             .join("template-build");
+        // Rendered afresh in the same place, which outlives every test that shares it and
+        // leaves nothing behind in the temporary directory.
+        let dir = target.join("rendered");
+        match std::fs::remove_dir_all(&dir) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                panic!("cannot remove {}: {err}", dir.display())
+            }
+            _ => {}
+        }
+        let service = render_from_path(&dir);
+
+        // The published versions are replaced by this workspace's crates, at the versions this
+        // workspace locks, so the service is tested against the kit as it is now. An empty
+        // `[workspace]` makes the service its own workspace: cargo would otherwise take this
+        // repository's, above the target directory, for its own.
+        let mut manifest = std::fs::OpenOptions::new()
+            .append(true)
+            .open(service.join("Cargo.toml"))
+            .unwrap();
+        let ws = workspace();
+        write!(
+            manifest,
+            "\n[workspace]\n\n[patch.crates-io]\nbuvar-kit = {{ path = {:?} }}\nbuvar-axum = {{ path = {:?} }}\n",
+            ws.join("buvar-kit"),
+            ws.join("buvar-axum"),
+        )
+        .unwrap();
+        std::fs::copy(ws.join("Cargo.lock"), service.join("Cargo.lock")).unwrap();
+
         let built = Built {
             binary: target.join("debug").join(NAME),
             service,
