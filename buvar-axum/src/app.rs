@@ -3,10 +3,10 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 #[cfg(target_os = "linux")]
-use std::sync::Arc;
+use std::{cell::RefCell, rc::Rc, sync::Arc};
 
 use buvar_kit::config::{ConfigError, EnvHelp, EnvVar, Section};
 use buvar_kit::log::{self, LogConfig};
@@ -31,9 +31,13 @@ use crate::{HttpConfig, MetricsConfig, ReadinessConfig};
 mod apart;
 mod error;
 #[cfg(target_os = "linux")]
+mod reload;
+#[cfg(target_os = "linux")]
 mod workers;
 
 use error::StartError;
+#[cfg(target_os = "linux")]
+use reload::{Generation, ServiceReload};
 
 /// In the context of the start-up check's stage: the plugins are prepared in the parent only to
 /// find wiring mistakes, so nothing that belongs to a worker (the metrics recorder, say) may be
@@ -117,6 +121,17 @@ impl Service {
         .section::<LogConfig>()
         .section::<MetricsConfig>()
         .section::<ReadinessConfig>()
+        .with_otel_section()
+    }
+
+    #[cfg(feature = "otel")]
+    fn with_otel_section(self) -> Self {
+        self.section::<crate::OtelConfig>()
+    }
+
+    #[cfg(not(feature = "otel"))]
+    fn with_otel_section(self) -> Self {
+        self
     }
 
     /// Loads `plugin` in every worker.
@@ -188,9 +203,10 @@ impl Service {
         Ok(())
     }
 
-    fn config_source(&self, flags: &Flags) -> Result<ConfigSource, ConfigError> {
+    /// The config of `file` (or of the file `<PREFIX>_CONFIG` names) and the environment.
+    fn config_source(&self, file: Option<&Path>) -> Result<ConfigSource, ConfigError> {
         let source = ConfigSource::new().env_prefix(&self.env_prefix);
-        let source = match &flags.config {
+        let source = match file {
             Some(path) => source.file(path)?,
             None => source.file_from_env(&self.config_var())?,
         };
@@ -224,7 +240,7 @@ impl Service {
             let _ = write!(std::io::stdout().lock(), "{}", self.env_help()?);
             return Ok(ExitCode::SUCCESS);
         }
-        let source = self.config_source(&flags)?;
+        let source = self.config_source(flags.config.as_deref())?;
         let log_config = source.section::<LogConfig>()?;
         let http = source.section::<HttpConfig>()?;
         server::check_http(&http)?;
@@ -235,6 +251,9 @@ impl Service {
             let _ = write!(std::io::stdout(), "{dump}");
             return Ok(ExitCode::SUCCESS);
         }
+        #[cfg(feature = "otel")]
+        crate::otel::init_log(&log_config, &*source.section::<crate::OtelConfig>()?)?;
+        #[cfg(not(feature = "otel"))]
         log::init(&log_config)?;
         // What `--check` runs, also before every start: a wiring mistake or a bad section value
         // stops the start here instead of answering 500 in every worker.
@@ -254,17 +273,14 @@ impl Service {
             self.before_fork.run(&flags.before_fork, &source)?;
             return Ok(ExitCode::SUCCESS);
         }
-        self.serve(source, &flags.before_fork)
+        self.serve(source, &flags)
     }
 
     /// Binds the sockets, runs the before-fork steps and then the pre-fork supervisor, which
     /// stages the plugins in each worker.
     #[cfg(target_os = "linux")]
-    fn serve(
-        self,
-        source: ConfigSource,
-        before_fork: &BeforeForkFlags,
-    ) -> Result<ExitCode, StartError> {
+    fn serve(self, source: ConfigSource, flags: &Flags) -> Result<ExitCode, StartError> {
+        let before_fork = &flags.before_fork;
         let http = source.section::<HttpConfig>()?;
         let mut uris = http.socket_uris()?;
         let metrics_config = source.section::<MetricsConfig>()?;
@@ -287,23 +303,36 @@ impl Service {
         // 1, still supervises a single worker).
         workers::count(http.forks);
         let plugins = Arc::new(self);
+        let current = Rc::new(RefCell::new(Generation {
+            source,
+            http: http.clone(),
+        }));
+        let reload = ServiceReload::new(plugins.clone(), flags.config.clone(), current.clone());
         Ok(Prefork::new(sockets)
             .workers(http.forks)
             .graceful_timeout(http.graceful_timeout())
             .shutdown_delay(http.shutdown_delay())
             .heartbeat_timeout(http.heartbeat_timeout())
+            .upgrade_timeout(http.upgrade_timeout)
+            .pidfile(http.pidfile.clone())
             .credentials(credentials)
-            .run(|worker| plugins.run_worker(worker, &source, &http, metrics_listen.as_ref()))?)
+            .reload(reload)
+            .run(|worker| {
+                // A worker gets the config of the generation it was forked in.
+                let generation = current.borrow().clone();
+                plugins.run_worker(
+                    worker,
+                    &generation.source,
+                    &generation.http,
+                    metrics_listen.as_ref(),
+                )
+            })?)
     }
 
     /// The supervisor is built on Linux-only system calls (signalfd, prctl, /proc); elsewhere a
     /// service says so instead of serving.
     #[cfg(not(target_os = "linux"))]
-    fn serve(
-        self,
-        _source: ConfigSource,
-        _before_fork: &BeforeForkFlags,
-    ) -> Result<ExitCode, StartError> {
+    fn serve(self, _source: ConfigSource, _flags: &Flags) -> Result<ExitCode, StartError> {
         Err(StartError::NeedsLinux)
     }
 
@@ -378,7 +407,13 @@ impl Service {
                 return 1;
             }
         };
-        runtime.block_on(async move {
+        // Outside the runtime: the exporter's HTTP client runs one of its own.
+        #[cfg(feature = "otel")]
+        let exporter = source
+            .section::<crate::OtelConfig>()
+            .ok()
+            .and_then(|config| crate::otel::Exporter::start(&config));
+        let code = runtime.block_on(async move {
             let shutdown = match worker.watch_shutdown() {
                 Ok(shutdown) => shutdown,
                 Err(err) => {
@@ -397,7 +432,17 @@ impl Service {
             context.add(InheritedSockets::new(sockets));
             let worker = Arc::new(worker);
             context.add_arc::<dyn Supervisor>(worker.clone());
-            let prepared = match self.stage(context, source.clone(), http).prepare().await {
+            let mut shutdown = shutdown;
+            // A stop request (or the supervisor's death) while the plugins prepare ends the
+            // worker there: a plugin that never finishes preparing must not leave it deaf.
+            let prepared = tokio::select! {
+                prepared = self.stage(context, source.clone(), http).prepare() => prepared,
+                reason = shutdown.wait() => {
+                    tracing::info!(?reason, "asked to stop while starting");
+                    return 0;
+                }
+            };
+            let prepared = match prepared {
                 Ok(prepared) => prepared,
                 Err(err) => {
                     tracing::error!(error = %err, "the worker failed to start");
@@ -412,7 +457,12 @@ impl Service {
                 }
             }
             i32::from(!report.is_success())
-        })
+        });
+        #[cfg(feature = "otel")]
+        if let Some(exporter) = exporter {
+            exporter.shutdown();
+        }
+        code
     }
 }
 

@@ -34,6 +34,7 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long the kernel may take to remove the threads the runtime joined from
 /// `/proc/self/task`.
+#[cfg(target_os = "linux")]
 const REAP_TIMEOUT: Duration = Duration::from_secs(1);
 
 type StepFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>>>>;
@@ -120,6 +121,7 @@ impl BeforeFork {
     }
 
     /// Whether `flags` leave steps to run.
+    #[cfg(target_os = "linux")]
     pub(crate) fn runs(&self, flags: &BeforeForkFlags) -> bool {
         !self.steps.is_empty() && !flags.skip_before_fork
     }

@@ -33,6 +33,8 @@ use crate::sockets::{BindOptions, SocketError, SocketUri, parse_uris};
 /// user = "nobody"           # workers switch to this user after binding (needs root)
 /// group = "nogroup"         # ... and this group (default: the user's primary group)
 /// unix_mode = "0660"        # file mode of unix socket files (default: the umask's)
+/// pidfile = "/run/app.pid"  # the supervisor's pid, rewritten by a binary upgrade (default: none)
+/// upgrade_timeout = "60s"   # how long a new binary (SIGUSR2) may take to be ready
 ///
 /// [http.h2]                 # HTTP/2 next to HTTP/1.1: see `H2Config`
 /// max_concurrent_streams = 100
@@ -106,6 +108,14 @@ pub struct HttpConfig {
     /// TOML); default: what the umask leaves.
     #[serde(with = "buvar_kit::config::file_mode")]
     pub unix_mode: Option<u32>,
+    /// A file the supervisor writes its pid to, atomically, at start; a binary upgrade's new
+    /// supervisor rewrites it when it takes over. Not needed under systemd (`Type=notify`
+    /// follows the new supervisor by `MAINPID=`).
+    pub pidfile: Option<std::path::PathBuf>,
+    /// How long a new binary started by SIGUSR2 may take until all its workers are ready;
+    /// then it is killed and the running one serves on.
+    #[serde(with = "buvar_kit::config::duration")]
+    pub upgrade_timeout: Duration,
     /// HTTP/2 (h2c with prior knowledge) on the same sockets, and its bounds.
     pub h2: H2Config,
     /// TLS on every socket (feature `tls`): see [`TlsConfig`](crate::tls::TlsConfig).
@@ -146,6 +156,10 @@ impl Section for HttpConfig {
             Limit::count("max_requests", 0..=1 << 48),
             Limit::count("max_requests_jitter", 0..=1 << 48),
             Limit::duration("heartbeat_timeout", Duration::from_millis(100)..=DAY).or_zero(),
+            Limit::duration(
+                "upgrade_timeout",
+                Duration::from_secs(1)..=Duration::from_secs(3600),
+            ),
             Limit::count("h2.max_concurrent_streams", 1..=10_000),
             Limit::count("h2.max_header_list_size", 1024..=1 << 20),
             Limit::count("h2.max_pending_accept_reset_streams", 1..=10_000),
@@ -182,6 +196,8 @@ impl Default for HttpConfig {
             user: None,
             group: None,
             unix_mode: None,
+            pidfile: None,
+            upgrade_timeout: Duration::from_secs(60),
             h2: H2Config::default(),
             #[cfg(feature = "tls")]
             tls: None,

@@ -60,10 +60,13 @@
 
 mod app;
 mod before_fork;
+mod child;
 mod config;
 #[cfg(target_os = "linux")]
 pub mod fork;
 mod metrics;
+#[cfg(feature = "otel")]
+mod otel;
 mod redact;
 mod server;
 pub mod serving;
@@ -80,6 +83,8 @@ pub use buvar_kit::extract::{Component, Config, Inject};
 pub use buvar_kit::{ContextLayer, Jobs};
 pub use config::HttpConfig;
 pub use metrics::{MetricsConfig, MetricsError};
+#[cfg(feature = "otel")]
+pub use otel::{OtelConfig, OtelError};
 pub use server::{
     InheritedSockets, PLUGIN_NAME, PrepareExt, Readiness, ReadinessConfig, ReadinessError,
     ServerError, SettingOutOfRange, Supervisor, plugin, router,

@@ -43,8 +43,10 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::ParseError;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::layer::Identity;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::{Layer, Registry};
 
 mod output;
 
@@ -149,7 +151,30 @@ pub fn worker() -> Option<usize> {
 /// Writing never blocks: when the reader of stdout stalls, lines wait in a bounded backlog,
 /// then are dropped and counted; [`flush`] writes the backlog and reports the count.
 pub fn init(config: &LogConfig) -> Result<(), LogError> {
-    let dispatch = build(config, output::Stdout, std::io::stdout().is_terminal())?;
+    let dispatch = build::<_, Identity>(
+        config,
+        output::Stdout,
+        std::io::stdout().is_terminal(),
+        None,
+    )?;
+    tracing::dispatcher::set_global_default(dispatch).map_err(|_| LogError::AlreadySet)?;
+    install_panic_hook();
+    Ok(())
+}
+
+/// [`init`] with one more layer under the formatting one, seeing every span and event the
+/// filter lets through (for instance a slot a pre-forked worker fills with a trace exporter
+/// after fork; see buvar-axum's `otel`).
+pub fn init_with_layer<L>(config: &LogConfig, layer: L) -> Result<(), LogError>
+where
+    L: Layer<Registry> + Send + Sync + 'static,
+{
+    let dispatch = build(
+        config,
+        output::Stdout,
+        std::io::stdout().is_terminal(),
+        Some(layer),
+    )?;
     tracing::dispatcher::set_global_default(dispatch).map_err(|_| LogError::AlreadySet)?;
     install_panic_hook();
     Ok(())
@@ -162,12 +187,18 @@ pub fn subscriber<W>(config: &LogConfig, writer: W) -> Result<Dispatch, LogError
 where
     W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
 {
-    build(config, writer, false)
+    build::<_, Identity>(config, writer, false, None)
 }
 
-fn build<W>(config: &LogConfig, writer: W, terminal: bool) -> Result<Dispatch, LogError>
+fn build<W, L>(
+    config: &LogConfig,
+    writer: W,
+    terminal: bool,
+    extra: Option<L>,
+) -> Result<Dispatch, LogError>
 where
     W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
+    L: Layer<Registry> + Send + Sync + 'static,
 {
     let filter = filter(config)?;
     let json = match config.format {
@@ -175,7 +206,7 @@ where
         LogFormat::Pretty => false,
         LogFormat::Auto => !terminal,
     };
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry().with(extra).with(filter);
     let dispatch = if json {
         let format = tracing_subscriber::fmt::format()
             .json()

@@ -101,6 +101,8 @@ pub struct Tally {
     pub refused: usize,
     /// Sent and not answered with 2xx: errors, resets, other statuses.
     pub failed: Vec<String>,
+    /// Each connection loop's 2xx bodies, in the order they arrived.
+    pub answers: Vec<Vec<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -108,6 +110,7 @@ struct Counts {
     ok: AtomicUsize,
     refused: AtomicUsize,
     failed: Mutex<Vec<String>>,
+    answers: Mutex<Vec<Vec<String>>>,
 }
 
 /// Keep-alive HTTP load, like `wrk -c N`: each connection sends its next request as soon as the
@@ -131,9 +134,10 @@ impl CountedLoad {
             .build()
             .expect("an HTTP client");
         let counts = Arc::new(Counts::default());
+        *counts.answers.lock().unwrap() = vec![Vec::new(); connections];
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..connections {
+        for connection in 0..connections {
             let (client, url, counts, stop) =
                 (client.clone(), url.to_owned(), counts.clone(), stop.clone());
             tasks.spawn(async move {
@@ -141,7 +145,11 @@ impl CountedLoad {
                     match client.get(&url).send().await {
                         Ok(response) if response.status().is_success() => {
                             match response.bytes().await {
-                                Ok(_) => counts.ok.fetch_add(1, Ordering::SeqCst),
+                                Ok(body) => {
+                                    counts.answers.lock().unwrap()[connection]
+                                        .push(String::from_utf8_lossy(&body).into_owned());
+                                    counts.ok.fetch_add(1, Ordering::SeqCst)
+                                }
                                 Err(error) => {
                                     counts
                                         .failed
@@ -181,6 +189,33 @@ impl CountedLoad {
         self.counts.ok.load(Ordering::SeqCst)
     }
 
+    /// How many answers so far had the body `text`.
+    pub fn answered(&self, text: &str) -> usize {
+        let answers = self.counts.answers.lock().unwrap();
+        answers
+            .iter()
+            .flatten()
+            .filter(|body| *body == text)
+            .count()
+    }
+
+    /// Waits until `count` answers had the body `text`.
+    ///
+    /// # Panics
+    ///
+    /// After 30 s.
+    pub async fn wait_answered(&self, text: &str, count: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.answered(text) < count {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} answers {text:?}",
+                self.answered(text)
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Waits until `count` requests were answered.
     ///
     /// # Panics
@@ -206,18 +241,25 @@ impl CountedLoad {
         })
         .await
         .is_ok();
-        self.stop.store(true, Ordering::SeqCst);
-        while self.tasks.join_next().await.is_some() {}
-        let mut failed = std::mem::take(&mut *self.counts.failed.lock().unwrap());
+        let mut tally = self.stop().await;
         if !all_ended {
-            failed.push(format!(
+            tally.failed.push(format!(
                 "the server still accepted connections after {within:?}"
             ));
         }
+        tally
+    }
+
+    /// Stops every loop once its request in flight is answered; returns the counts.
+    pub async fn stop(mut self) -> Tally {
+        self.stop.store(true, Ordering::SeqCst);
+        while self.tasks.join_next().await.is_some() {}
+        let failed = std::mem::take(&mut *self.counts.failed.lock().unwrap());
         Tally {
             ok: self.ok(),
             refused: self.counts.refused.load(Ordering::SeqCst),
             failed,
+            answers: std::mem::take(&mut *self.counts.answers.lock().unwrap()),
         }
     }
 }

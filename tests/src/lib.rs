@@ -8,8 +8,10 @@ pub mod process;
 pub mod protocols;
 pub mod service;
 pub mod template;
+pub mod upgrade;
 
 pub mod metrics;
+pub mod notify;
 
 pub mod postgres;
 

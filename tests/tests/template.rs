@@ -5,18 +5,32 @@
 //! cargo-generate renders as a library (through `buvar_tests::template`), so `cargo test
 //! --workspace` tests the template on any machine, with no tool installed beforehand.
 
+use std::collections::HashSet;
 use std::io::Write;
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use buvar_axum::sockets::SocketUri;
+use buvar_axum::{HttpConfig, MetricsConfig};
+use buvar_kit::ConfigSource;
 use buvar_tests::http;
-use buvar_tests::template::{TemplateSource, render, template_dir};
+use buvar_tests::metrics::{parse_samples, promtool_check, sum};
+use buvar_tests::process::GroupChild;
+use buvar_tests::template::{
+    SystemdUnit, TemplateSource, pass_listen_fds, render, serving_addrs, template_dir,
+};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 const NAME: &str = "buvar-smoke";
 const PREFIX: &str = "BUVAR_SMOKE";
+/// The sample plugin's metric.
+const GREETINGS_TOTAL: &str = "greetings_total";
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -124,6 +138,8 @@ fn renders_every_placeholder_and_the_same_from_git_as_from_a_path() {
         "k8s/overlays/production/kustomization.yaml",
         ".github/workflows/ci.yml",
         "README.md",
+        "deploy/systemd/buvar-smoke.service",
+        "deploy/systemd/buvar-smoke.socket",
     ] {
         assert!(
             rendered.contains(&PathBuf::from(file)),
@@ -318,6 +334,168 @@ fn the_manifests_size_workers_from_the_cpu_request_and_wait_out_delay_and_drain(
     }
 }
 
+#[test]
+fn the_metrics_port_is_exposed_and_annotated_where_the_config_serves_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = render_from_path(dir.path());
+    let config: toml::Table = std::fs::read_to_string(service.join("config.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let listen = config["metrics"]["listen"].as_str().unwrap();
+    let port: u64 = listen.rsplit_once(':').unwrap().1.parse().unwrap();
+    let path = config["metrics"]
+        .get("path")
+        .map_or("/metrics", |path| path.as_str().unwrap());
+
+    let dockerfile = std::fs::read_to_string(service.join("Dockerfile")).unwrap();
+    let exposed: Vec<u64> = dockerfile
+        .lines()
+        .filter_map(|line| line.strip_prefix("EXPOSE "))
+        .flat_map(|ports| ports.split_whitespace().map(|p| p.parse().unwrap()))
+        .collect();
+    assert!(exposed.contains(&port), "EXPOSE {exposed:?} lacks {port}");
+
+    let annotated = |what: &str, metadata: &serde_json::Value| {
+        let annotations = &metadata["annotations"];
+        assert_eq!(annotations["prometheus.io/scrape"], "true", "{what}");
+        assert_eq!(
+            annotations["prometheus.io/port"],
+            port.to_string().as_str(),
+            "{what}"
+        );
+        assert_eq!(annotations["prometheus.io/path"], path, "{what}");
+    };
+    let deployment = &yaml_documents(&service.join("k8s/base/deployment.yaml"))[0];
+    let pod = &deployment["spec"]["template"];
+    annotated("the pod template", &pod["metadata"]);
+    let ports = pod["spec"]["containers"][0]["ports"].as_array().unwrap();
+    assert!(
+        ports
+            .iter()
+            .any(|p| p["name"] == "metrics" && p["containerPort"].as_u64() == Some(port)),
+        "the container does not name port {port} `metrics`: {ports:?}"
+    );
+    let kube_service = &yaml_documents(&service.join("k8s/base/service.yaml"))[0];
+    annotated("the Service", &kube_service["metadata"]);
+    let ports = kube_service["spec"]["ports"].as_array().unwrap();
+    assert!(
+        ports
+            .iter()
+            .any(|p| p["name"] == "metrics" && p["targetPort"] == "metrics"),
+        "the Service has no `metrics` port: {ports:?}"
+    );
+}
+
+/// The rendered `deploy/systemd/<NAME>.<kind>` unit.
+fn systemd_unit(service: &Path, kind: &str) -> SystemdUnit {
+    let path = service.join(format!("deploy/systemd/{NAME}.{kind}"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+    SystemdUnit::parse(&text).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
+
+/// The program and the `--config` file of the service unit's `ExecStart=`.
+fn exec_start(unit: &SystemdUnit) -> (PathBuf, PathBuf) {
+    let exec = unit.value("Service", "ExecStart").expect("an ExecStart=");
+    let words: Vec<&str> = exec.split_whitespace().collect();
+    let config = words
+        .windows(2)
+        .find(|pair| pair[0] == "--config")
+        .map(|pair| PathBuf::from(pair[1]))
+        .unwrap_or_else(|| panic!("ExecStart={exec} names no --config file"));
+    (PathBuf::from(words[0]), config)
+}
+
+#[test]
+fn the_systemd_units_activate_the_sockets_notify_reload_and_harden_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = render_from_path(dir.path());
+    let unit = systemd_unit(&service, "service");
+    let socket = systemd_unit(&service, "socket");
+    let readme = std::fs::read_to_string(service.join("README.md")).unwrap();
+    let config: toml::Table = std::fs::read_to_string(service.join("config.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let cargo: toml::Table = std::fs::read_to_string(service.join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let setting = |key: &str| unit.value("Service", key);
+
+    // The program is the binary cargo builds, installed where the README puts it; the config
+    // file is the template's, installed where ExecStart reads it.
+    let (program, config_file) = exec_start(&unit);
+    let package = cargo["package"]["name"].as_str().unwrap();
+    assert_eq!(program.file_name().unwrap(), package);
+    for install in [
+        format!(
+            "install -m 0755 target/release/{package} {}",
+            program.display()
+        ),
+        format!("install -D -m 0644 config.toml {}", config_file.display()),
+    ] {
+        assert!(
+            readme.contains(&install),
+            "the README does not say `{install}`"
+        );
+    }
+    assert_eq!(
+        unit.value("Unit", "Requires"),
+        Some(format!("{NAME}.socket").as_str())
+    );
+    assert_eq!(socket.value("Socket", "Accept"), Some("no"));
+    assert!(!socket.values("Socket", "ListenStream").is_empty());
+
+    // Readiness over sd_notify, from whichever supervisor is current after an upgrade.
+    assert_eq!(setting("Type"), Some("notify"));
+    assert_eq!(setting("NotifyAccess"), Some("all"));
+    assert_eq!(setting("ExecReload"), Some("/bin/kill -HUP $MAINPID"));
+
+    // SIGTERM to the supervisor alone, and time for it to wait out delay and drain.
+    assert_eq!(setting("KillMode"), Some("mixed"));
+    let env: Vec<(&str, &str)> = unit.environment();
+    let seconds = |key: &str| -> f64 {
+        let variable = format!("{PREFIX}_HTTP_{}", key.to_uppercase());
+        if let Some((_, value)) = env.iter().find(|(name, _)| *name == variable) {
+            return value.parse().unwrap();
+        }
+        config["http"]
+            .get(key)
+            .map(|value| value.as_float().or(value.as_integer().map(|n| n as f64)))
+            .map_or(0.0, Option::unwrap)
+    };
+    let stop: f64 = setting("TimeoutStopSec").unwrap().parse().unwrap();
+    let (delay, graceful) = (seconds("shutdown_delay"), seconds("graceful_timeout"));
+    assert!(graceful > 0.0, "config.toml sets no graceful_timeout");
+    assert!(
+        stop >= delay + graceful + 1.0,
+        "TimeoutStopSec={stop} < shutdown delay {delay} s + graceful timeout {graceful} s + 1 s"
+    );
+
+    // The hardening options, each with the value that still lets the service fork, exec
+    // itself, map shared memory and read /proc.
+    for (key, value) in [
+        ("DynamicUser", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("ProtectKernelTunables", "yes"),
+        ("ProtectControlGroups", "yes"),
+        ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+        ("LockPersonality", "yes"),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("SystemCallFilter", "@system-service"),
+    ] {
+        assert_eq!(setting(key), Some(value), "{key}=");
+    }
+    // /proc/stat (the boot time behind process_start_time_seconds) must stay readable.
+    assert_eq!(setting("ProcSubset"), None);
+}
+
 /// The rendered service, started on port 0 with one worker; stopped when dropped.
 struct Service {
     child: Child,
@@ -336,7 +514,10 @@ fn service_command(binary: &Path, dir: &Path) -> Command {
     command
         .current_dir(dir)
         .stdin(Stdio::null())
-        .env_remove("RUST_LOG");
+        .env_remove("RUST_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID");
     for (name, _) in std::env::vars() {
         if name.starts_with(&format!("{PREFIX}_")) {
             command.env_remove(name);
@@ -345,13 +526,21 @@ fn service_command(binary: &Path, dir: &Path) -> Command {
     command
 }
 
-/// Starts the service and reads the address from its "serving" log line.
-fn start(binary: &Path, dir: &Path) -> Service {
-    let mut child = service_command(binary, dir)
+/// The environment of a test run: port 0, JSON logs, and the metrics on a port 0 of their own
+/// (config.toml's fixed port may be taken on a shared machine), at another loopback address:
+/// `tcp://127.0.0.1:0` twice would be one socket, which the service refuses for the metrics.
+fn test_env<'a>(command: &'a mut Command, forks: &str) -> &'a mut Command {
+    command
         .args(["--config", "config.toml"])
         .env(format!("{PREFIX}_HTTP_PORT"), "0")
-        .env(format!("{PREFIX}_HTTP_FORKS"), "1")
+        .env(format!("{PREFIX}_HTTP_FORKS"), forks)
         .env(format!("{PREFIX}_LOG_FORMAT"), "json")
+        .env(format!("{PREFIX}_METRICS_LISTEN"), "tcp://127.0.0.2:0")
+}
+
+/// Starts the service and reads the address from its "serving" log line.
+fn start(binary: &Path, dir: &Path) -> Service {
+    let mut child = test_env(&mut service_command(binary, dir), "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -366,58 +555,94 @@ fn get(addr: &str, path: &str) -> (u16, String) {
     (response.status, response.body)
 }
 
-#[test]
-fn the_rendered_service_passes_its_checks_and_tests_and_serves_healthz() {
-    let dir = tempfile::tempdir().unwrap();
-    let service = render_from_path(dir.path());
+/// The rendered service, its buvar dependencies patched to this workspace, and its binary,
+/// built once for every test that runs it.
+struct Built {
+    service: PathBuf,
+    binary: PathBuf,
+    target: PathBuf,
+}
 
-    // The published versions are replaced by this workspace's crates, at the versions this
-    // workspace locks, so the service is tested against the kit as it is now.
-    let mut manifest = std::fs::OpenOptions::new()
-        .append(true)
-        .open(service.join("Cargo.toml"))
-        .unwrap();
-    let ws = workspace();
-    write!(
-        manifest,
-        "\n[patch.crates-io]\nbuvar-kit = {{ path = {:?} }}\nbuvar-axum = {{ path = {:?} }}\n",
-        ws.join("buvar-kit"),
-        ws.join("buvar-axum"),
-    )
-    .unwrap();
-    std::fs::copy(ws.join("Cargo.lock"), service.join("Cargo.lock")).unwrap();
-
-    // Beside this test's own target directory, and kept across runs: the service's
-    // dependencies compile once. A nested cargo cannot share the outer one's directory, which
-    // `cargo test` keeps locked while the tests run.
-    let target = std::env::current_exe()
-        .unwrap()
-        .ancestors()
-        .nth(3)
-        .expect("<target>/<profile>/deps/<test>")
-        .join("template-build");
-    // No debug info and no incremental state: this build is compiled once and never stepped
-    // through, and both cost minutes of a 2-core CI run.
-    let in_service = |args: &[&str]| {
+impl Built {
+    /// Runs `cargo ARGS` in the service, with its target directory.
+    fn cargo(&self, args: &[&str]) {
+        // No debug info and no incremental state: this build is compiled once and never
+        // stepped through, and both cost minutes of a 2-core CI run.
         run(cargo()
             .args(args)
-            .current_dir(&service)
-            .env("CARGO_TARGET_DIR", &target)
+            .current_dir(&self.service)
+            .env("CARGO_TARGET_DIR", &self.target)
             .env("CARGO_PROFILE_DEV_DEBUG", "0")
-            .env("CARGO_INCREMENTAL", "0"))
-    };
-    in_service(&["fmt", "--all", "--check"]);
-    in_service(&["clippy", "--all-targets", "--", "-D", "warnings"]);
-    in_service(&["test"]);
+            .env("CARGO_INCREMENTAL", "0"));
+    }
 
-    let binary = target.join("debug").join(NAME);
-    let help = service_command(&binary, &service)
-        .arg("--env-help")
-        .output()
+    fn command(&self) -> Command {
+        service_command(&self.binary, &self.service)
+    }
+}
+
+fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        // Beside this test's own target directory, and kept across runs: the service's
+        // dependencies compile once. A nested cargo cannot share the outer one's directory,
+        // which `cargo test` keeps locked while the tests run.
+        let target = std::env::current_exe()
+            .unwrap()
+            .ancestors()
+            .nth(3)
+            .expect("<target>/<profile>/deps/<test>")
+            .join("template-build");
+        // Rendered afresh in the same place, which outlives every test that shares it and
+        // leaves nothing behind in the temporary directory.
+        let dir = target.join("rendered");
+        match std::fs::remove_dir_all(&dir) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                panic!("cannot remove {}: {err}", dir.display())
+            }
+            _ => {}
+        }
+        let service = render_from_path(&dir);
+
+        // The published versions are replaced by this workspace's crates, at the versions this
+        // workspace locks, so the service is tested against the kit as it is now. An empty
+        // `[workspace]` makes the service its own workspace: cargo would otherwise take this
+        // repository's, above the target directory, for its own.
+        let mut manifest = std::fs::OpenOptions::new()
+            .append(true)
+            .open(service.join("Cargo.toml"))
+            .unwrap();
+        let ws = workspace();
+        write!(
+            manifest,
+            "\n[workspace]\n\n[patch.crates-io]\nbuvar-kit = {{ path = {:?} }}\nbuvar-axum = {{ path = {:?} }}\n",
+            ws.join("buvar-kit"),
+            ws.join("buvar-axum"),
+        )
         .unwrap();
+        std::fs::copy(ws.join("Cargo.lock"), service.join("Cargo.lock")).unwrap();
+
+        let built = Built {
+            binary: target.join("debug").join(NAME),
+            service,
+            target,
+        };
+        built.cargo(&["build"]);
+        built
+    })
+}
+
+#[test]
+fn the_rendered_service_passes_its_checks_and_tests_and_serves_healthz() {
+    let built = built();
+    built.cargo(&["fmt", "--all", "--check"]);
+    built.cargo(&["clippy", "--all-targets", "--", "-D", "warnings"]);
+    built.cargo(&["test"]);
+
+    let help = built.command().arg("--env-help").output().unwrap();
     assert!(help.status.success());
     let help = String::from_utf8(help.stdout).unwrap();
-    let readme = std::fs::read_to_string(service.join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(built.service.join("README.md")).unwrap();
     let variables: Vec<&str> = help
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .filter(|word| word.starts_with(&format!("{PREFIX}_")))
@@ -433,7 +658,7 @@ fn the_rendered_service_passes_its_checks_and_tests_and_serves_healthz() {
         );
     }
 
-    let mut running = start(&binary, &service);
+    let mut running = start(&built.binary, &built.service);
     assert_eq!(get(&running.addr, "/healthz").0, 200);
     assert_eq!(
         get(&running.addr, "/greet/ada"),
@@ -451,4 +676,192 @@ fn the_rendered_service_passes_its_checks_and_tests_and_serves_healthz() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0));
+}
+
+/// The sockets the service binds with `config` and the service unit's environment, as the
+/// service itself reads them (`--print-config`).
+fn configured_sockets(built: &Built, unit: &SystemdUnit, config: &Path) -> HashSet<SocketUri> {
+    let mut command = built.command();
+    command.arg("--config").arg(config).arg("--print-config");
+    for (name, value) in unit.environment() {
+        command.env(name, value);
+    }
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let dump = String::from_utf8(output.stdout).unwrap();
+    let source = ConfigSource::new()
+        .toml(&dump)
+        .unwrap_or_else(|err| panic!("--print-config is not TOML: {err}\n{dump}"));
+    let http = source.section::<HttpConfig>().unwrap();
+    let metrics = source.section::<MetricsConfig>().unwrap();
+    let mut sockets: HashSet<SocketUri> = http.socket_uris().unwrap().into_iter().collect();
+    sockets.extend(metrics.listen_uri().unwrap().filter(|_| metrics.enabled));
+    sockets
+}
+
+#[test]
+fn the_socket_unit_listens_on_exactly_the_sockets_the_service_unit_configures() {
+    let built = built();
+    let unit = systemd_unit(&built.service, "service");
+    let socket = systemd_unit(&built.service, "socket");
+    let listening: HashSet<SocketUri> = socket
+        .values("Socket", "ListenStream")
+        .into_iter()
+        .map(|address| {
+            format!("tcp://{address}")
+                .parse()
+                .unwrap_or_else(|err| panic!("ListenStream={address}: {err}"))
+        })
+        .collect();
+    let configured = configured_sockets(built, &unit, &built.service.join("config.toml"));
+    assert_eq!(listening, configured);
+    assert_eq!(
+        listening.len(),
+        2,
+        "the service's port and the metrics port"
+    );
+}
+
+/// A listening socket on a free port of 127.0.0.1, and its address.
+fn listen_local() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    (listener, addr)
+}
+
+/// The value of `name` (without labels) in a scrape; 0 when absent.
+fn sample(scrape: &str, name: &str) -> f64 {
+    let samples = parse_samples(scrape);
+    sum(&samples, name, &[])
+}
+
+#[test]
+fn the_service_adopts_systemds_sockets_and_notifies_ready() {
+    let built = built();
+    let dir = tempfile::tempdir().unwrap();
+    // What systemd does for the units: the sockets bound and listening beforehand, passed as
+    // descriptors 3 and 4, and a notify socket. The listeners stay open here, so a service
+    // that bound the addresses itself instead would fail with "address in use".
+    let (http_listener, http_addr) = listen_local();
+    let (metrics_listener, metrics_addr) = listen_local();
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let (http_host, http_port) = http_addr.rsplit_once(':').unwrap();
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", r#"export LISTEN_PID=$$ LISTEN_FDS=2; exec "$0" "$@""#])
+        .arg(&built.binary)
+        .args(["--config", "config.toml"])
+        .current_dir(&built.service)
+        .env_remove("RUST_LOG")
+        .env(format!("{PREFIX}_HTTP_HOST"), http_host)
+        .env(format!("{PREFIX}_HTTP_PORT"), http_port)
+        .env(format!("{PREFIX}_HTTP_FORKS"), "2")
+        .env(format!("{PREFIX}_LOG_FORMAT"), "json")
+        .env(
+            format!("{PREFIX}_METRICS_LISTEN"),
+            format!("tcp://{metrics_addr}"),
+        )
+        .env("NOTIFY_SOCKET", &notify_path);
+    pass_listen_fds(
+        &mut command,
+        &[http_listener.as_raw_fd(), metrics_listener.as_raw_fd()],
+    );
+    let mut running = GroupChild::spawn(&mut command, Some("service"));
+
+    // READY=1 once both workers are ready: what Type=notify waits for.
+    let mut buffer = [0; 4096];
+    let ready = loop {
+        let length = notify
+            .recv(&mut buffer)
+            .expect("READY=1 on the notify socket within 120 s");
+        let message = String::from_utf8_lossy(&buffer[..length]).into_owned();
+        if message.lines().any(|line| line == "READY=1") {
+            break message;
+        }
+    };
+    assert!(ready.contains("STATUS="), "{ready}");
+
+    assert_eq!(
+        get(&http_addr, "/greet/ada"),
+        (200, "Hello, ada!".to_owned())
+    );
+    let (status, scrape) = get(&metrics_addr, "/metrics");
+    assert_eq!(status, 200);
+    assert_eq!(sample(&scrape, GREETINGS_TOTAL), 1.0, "{scrape}");
+    // The metrics are on their socket only.
+    assert_eq!(get(&http_addr, "/metrics").0, 404);
+
+    running.signal(Signal::SIGTERM);
+    assert!(running.wait_exit(Duration::from_secs(60)).success());
+    let lines = running.remaining_lines();
+    assert!(
+        !lines.iter().any(|line| line.contains("not configured")),
+        "a socket from systemd was not matched to the config:\n{}",
+        lines.join("\n")
+    );
+}
+
+#[test]
+fn greetings_total_counts_every_worker_and_survives_a_killed_one() {
+    let built = built();
+    // One connection per worker at most: two open connections are served by two workers.
+    let mut command = built.command();
+    test_env(&mut command, "2").env(format!("{PREFIX}_HTTP_MAX_CONNECTIONS"), "1");
+    let mut running = GroupChild::spawn(&mut command, Some("service"));
+    let (addr, metrics_addr) = serving_addrs(&running, Instant::now() + Duration::from_secs(120));
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let greetings = runtime.block_on(async {
+        // Each client keeps its one connection open between requests.
+        let clients = [reqwest::Client::new(), reqwest::Client::new()];
+        let mut greetings = 0;
+        for round in 0..5 {
+            for client in &clients {
+                let answer = client
+                    .get(format!("http://{addr}/greet/round{round}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                assert_eq!(answer, format!("Hello, round{round}!"));
+                greetings += 1;
+            }
+        }
+        greetings
+    });
+    let total = |scrape: &str| sample(scrape, GREETINGS_TOTAL);
+    let (_, scrape) = get(&metrics_addr, "/metrics");
+    assert_eq!(total(&scrape), f64::from(greetings), "{scrape}");
+    promtool_check(&scrape).unwrap_or_else(|err| panic!("{err}\n{scrape}"));
+
+    // A worker killed with -9 takes none of its count with it.
+    let workers = running.workers();
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    kill(Pid::from_raw(workers[0]), Signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let scrape = loop {
+        let (status, scrape) = get(&metrics_addr, "/metrics");
+        assert_eq!(status, 200);
+        if sample(&scrape, "buvar_worker_exits_total") >= 1.0 {
+            break scrape;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the kill is never counted:\n{scrape}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(total(&scrape), f64::from(greetings), "{scrape}");
+
+    running.signal(Signal::SIGTERM);
+    running.wait_exit(Duration::from_secs(60));
 }

@@ -33,6 +33,10 @@ pub(crate) enum StartError {
     /// Logging could not be set up.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// Tracing could not be set up.
+    #[cfg(feature = "otel")]
+    #[error(transparent)]
+    Otel(#[from] crate::OtelError),
     /// The sockets could not be parsed or bound.
     #[error(transparent)]
     Sockets(#[from] SocketError),

@@ -3,8 +3,8 @@
 //! The supervisor binds nothing itself (see [`crate::sockets`]); it forks the workers before
 //! any runtime or thread exists, stays single-threaded for its whole life, and:
 //!
-//! - forwards SIGUSR1, SIGUSR2 and SIGWINCH to every worker (a worker that does not handle
-//!   SIGUSR1/SIGUSR2 dies of them and is replaced);
+//! - forwards SIGUSR1 and SIGWINCH to every worker (a worker that does not handle SIGUSR1 dies
+//!   of it and is replaced);
 //! - on SIGTERM or SIGINT closes its copies of the sockets, sends the signal to every worker,
 //!   and kills what is left half a second after the graceful timeout (a worker ends its own
 //!   drain at the graceful timeout); it exits 0 if every worker stopped by itself, 1 if some
@@ -19,7 +19,16 @@
 //! - on a second SIGINT (a new request, after the first was handled and any delay is over), or
 //!   SIGQUIT, kills every worker at once;
 //! - on SIGHUP replaces the workers one slot at a time: a new worker first, the old one is
-//!   stopped only once the new one is ready; a new worker that fails ends the rollout;
+//!   stopped only once the new one is ready; a new worker that fails ends the rollout. With a
+//!   [`Reload`] ([`Prefork::reload`]) it first reads the configuration again and checks it in a
+//!   child process; a configuration that fails keeps every worker as it is;
+//! - on SIGUSR2 upgrades the binary: runs the program's path again (the file may have been
+//!   replaced) with the same arguments and environment and the listening sockets handed over;
+//!   once the new program's workers are all ready it says so on a pipe, and this supervisor
+//!   drains its workers and exits. A new program that exits first, or is not ready within the
+//!   upgrade timeout ([`Prefork::upgrade_timeout`]), is killed and this one serves on. A SIGHUP
+//!   or SIGUSR2 while a reload or an upgrade is under way is ignored (and logged); a stop
+//!   during an upgrade stops the new program too;
 //! - on SIGTTIN adds a worker, on SIGTTOU gracefully stops the newest slot (never the last).
 //!   Standard signals coalesce: the kernel keeps at most one pending SIGTTIN, so
 //!   `kill -TTIN` three times back-to-back may add a single worker. Send one, wait until it
@@ -61,26 +70,42 @@ mod error;
 mod notify;
 mod policy;
 mod privileges;
+mod reload;
 mod serve;
 mod signals;
 mod supervisor;
+mod upgrade;
 mod worker;
 
-use std::{process::ExitCode, time::Duration};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 pub use error::ForkError;
 pub use privileges::Credentials;
+pub use reload::{Reload, Reloaded};
 pub use serve::{drain_on_shutdown, serve};
 pub use worker::{Shutdown, ShutdownWatch, Worker};
 
 use crate::sockets::BoundSocket;
 
 /// The pre-fork supervisor, configured with a builder.
-#[derive(Debug)]
 pub struct Prefork {
     sockets: Vec<BoundSocket>,
     workers: usize,
     settings: Settings,
+    reload: Option<Box<dyn Reload>>,
+    pidfile: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Prefork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prefork")
+            .field("sockets", &self.sockets)
+            .field("workers", &self.workers)
+            .field("settings", &self.settings)
+            .field("reload", &self.reload.is_some())
+            .field("pidfile", &self.pidfile)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +114,7 @@ struct Settings {
     shutdown_delay: Duration,
     ready_timeout: Duration,
     heartbeat_timeout: Option<Duration>,
+    upgrade_timeout: Duration,
     credentials: Option<Credentials>,
 }
 
@@ -104,8 +130,11 @@ impl Prefork {
                 shutdown_delay: Duration::ZERO,
                 ready_timeout: Duration::from_secs(30),
                 heartbeat_timeout: Some(Duration::from_secs(30)),
+                upgrade_timeout: Duration::from_secs(60),
                 credentials: None,
             },
+            reload: None,
+            pidfile: None,
         }
     }
 
@@ -147,6 +176,28 @@ impl Prefork {
         self
     }
 
+    /// How long a new program started by SIGUSR2 may take until every worker of its is ready
+    /// (default 60 s); then it is killed and this generation serves on.
+    pub fn upgrade_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.upgrade_timeout = timeout;
+        self
+    }
+
+    /// What SIGHUP reads again before the workers are rolled onto it; without one, SIGHUP rolls
+    /// the workers onto the configuration they were forked with.
+    pub fn reload(mut self, reload: impl Reload + 'static) -> Self {
+        self.reload = Some(Box::new(reload));
+        self
+    }
+
+    /// A file the supervisor writes its pid to (atomically: a new file renamed over the old),
+    /// when it starts or, started by SIGUSR2, when it takes over; removed at exit if it still
+    /// holds this supervisor's pid.
+    pub fn pidfile(mut self, path: Option<PathBuf>) -> Self {
+        self.pidfile = path;
+        self
+    }
+
     /// The user and group the workers switch to after fork; `None` keeps the supervisor's.
     pub fn credentials(mut self, credentials: Option<Credentials>) -> Self {
         self.settings.credentials = credentials;
@@ -163,10 +214,7 @@ impl Prefork {
     where
         F: Fn(Worker) -> i32,
     {
-        let workers = match self.workers {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
-            n => n,
-        };
+        let workers = worker_count(self.workers);
         if workers == 1 && self.workers == 1 {
             if let Some(credentials) = self.settings.credentials {
                 credentials.assume()?;
@@ -181,7 +229,15 @@ impl Prefork {
             return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
         }
         ensure_single_threaded()?;
-        supervisor::Supervisor::new(self.settings, self.sockets, workers)?.run(&worker)
+        supervisor::Supervisor::new(self, workers)?.run(&worker)
+    }
+}
+
+/// `workers`, with 0 meaning one per CPU this process may use.
+fn worker_count(workers: usize) -> usize {
+    match workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
     }
 }
 

@@ -54,6 +54,27 @@ impl Notifier {
         self.send(&format!("RELOADING=1\nMONOTONIC_USEC={micros}"));
     }
 
+    /// Says that a config reload was refused and the workers serve on with what they have.
+    pub(super) fn reload_failed(&mut self) {
+        self.send("STATUS=config reload failed (see the log); serving with the previous config");
+    }
+
+    /// Says that a new program was started by SIGUSR2.
+    pub(super) fn upgrading(&mut self) {
+        self.send("STATUS=upgrading: waiting for the new program's workers");
+    }
+
+    /// Says that an upgrade failed and this generation serves on.
+    pub(super) fn upgrade_failed(&mut self) {
+        self.send("STATUS=upgrade failed (see the log); the previous program serves on");
+    }
+
+    /// Names this process as the service's main process (`MAINPID=`): a supervisor started by
+    /// an upgrade takes over from the one the service manager started.
+    pub(super) fn main_pid(&mut self) {
+        self.send(&format!("MAINPID={}", std::process::id()));
+    }
+
     /// Sends `STOPPING=1`.
     pub(super) fn stopping(&mut self) {
         self.send("STOPPING=1");

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::{sys::signal::Signal, unistd::Pid};
 
-use super::{backoff::Backoff, worker::message};
+use super::{backoff::Backoff, reload::Reloaded, worker::message};
 
 /// How long past the graceful timeout a stopping worker has before it is killed.
 const KILL_MARGIN: Duration = Duration::from_millis(500);
@@ -19,6 +19,35 @@ pub(super) struct Timing {
     pub(super) ready_timeout: Duration,
     pub(super) heartbeat_timeout: Option<Duration>,
     pub(super) shutdown_delay: Duration,
+    /// How long a new program started by SIGUSR2 may take to say its workers are ready.
+    pub(super) upgrade_timeout: Duration,
+}
+
+/// What SIGHUP does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Hangup {
+    /// Roll the workers onto the configuration they were forked with.
+    Restart,
+    /// Read and check the configuration again, then roll the workers onto it.
+    Reload,
+}
+
+/// How a child process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Exit {
+    /// It exited with this status.
+    Code(i32),
+    /// A signal killed it.
+    Signal(Signal),
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(code) => write!(f, "exited with status {code}"),
+            Exit::Signal(signal) => write!(f, "was killed by {signal}"),
+        }
+    }
 }
 
 /// What happened, as the executor saw it.
@@ -28,14 +57,21 @@ pub(super) enum Event {
     Signal(Signal),
     /// A worker wrote a byte on its status pipe.
     Message(Pid, u8),
-    /// A worker was reaped; `how` says how it ended.
-    Exited(Pid, String),
+    /// A child (a worker, a config check, a new program) was reaped.
+    Exited(Pid, Exit),
     /// The answer to [`Action::Spawn`]: the new worker's pid, or why it could not start.
     Spawned {
         slot: usize,
         replacing: Option<Pid>,
         result: Result<Pid, String>,
     },
+    /// The answer to [`Action::CheckConfig`]: the child checking the reloaded configuration
+    /// and what it changes, or why the configuration was refused.
+    CheckStarted(Result<(Pid, Reloaded), String>),
+    /// The answer to [`Action::Upgrade`]: the new program's pid, or why it could not start.
+    UpgradeStarted(Result<Pid, String>),
+    /// The new program said its workers are ready.
+    UpgradeReady,
     /// Time passed: run timers, the rollout and the status.
     Tick,
 }
@@ -51,6 +87,16 @@ pub(super) enum Action {
     SkipDelay(Pid),
     /// Close the supervisor's copies of the listening sockets.
     CloseSockets,
+    /// Close them, leaving unix socket files to the new program that took them over.
+    HandOverSockets,
+    /// Read the configuration again and check it in a child; answer with
+    /// [`Event::CheckStarted`].
+    CheckConfig,
+    /// The checked configuration is the one new workers get from now on.
+    CommitConfig(Reloaded),
+    /// Start the program again with the listening sockets; answer with
+    /// [`Event::UpgradeStarted`].
+    Upgrade,
     /// Tell the service manager.
     Notify(Notice),
 }
@@ -61,7 +107,32 @@ pub(super) enum Notice {
     Ready { ready: usize, total: usize },
     Status { ready: usize, total: usize },
     Reloading,
+    ReloadFailed,
+    Upgrading,
+    UpgradeFailed,
     Stopping,
+}
+
+/// A change of the running service under way; one at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Idle,
+    /// SIGHUP: the configuration was read again and a child checks it.
+    Checking {
+        checker: Pid,
+        reloaded: Reloaded,
+    },
+    /// SIGUSR2: a new program runs with the sockets; it must say ready by `deadline`.
+    Upgrading {
+        pid: Pid,
+        deadline: Instant,
+    },
+    /// A child of a change that failed or that the stop ended: told to stop, killed at
+    /// `kill_at` if set, and waited for.
+    Abandoning {
+        pid: Pid,
+        kill_at: Option<Instant>,
+    },
 }
 
 /// Why a worker was killed.
@@ -168,6 +239,8 @@ pub(super) enum Outcome {
 #[derive(Debug)]
 pub(super) struct Policy {
     timing: Timing,
+    hangup: Hangup,
+    change: Change,
     children: Vec<Child>,
     slots: Vec<Slot>,
     generation: u64,
@@ -180,9 +253,11 @@ pub(super) struct Policy {
 }
 
 impl Policy {
-    pub(super) fn new(timing: Timing, workers: usize) -> Self {
+    pub(super) fn new(timing: Timing, workers: usize, hangup: Hangup) -> Self {
         Self {
             timing,
+            hangup,
+            change: Change::Idle,
             children: Vec::new(),
             slots: vec![Slot::default(); workers],
             generation: 0,
@@ -237,7 +312,10 @@ impl Policy {
 
     /// `Some` once stopping and every worker is reaped.
     pub(super) fn outcome(&self) -> Option<Outcome> {
-        if !matches!(self.mode, Mode::Stopping { .. }) || !self.children.is_empty() {
+        if !matches!(self.mode, Mode::Stopping { .. })
+            || !self.children.is_empty()
+            || self.change != Change::Idle
+        {
             return None;
         }
         Some(match (&self.never_ready, self.forced) {
@@ -253,13 +331,21 @@ impl Policy {
         match event {
             Event::Signal(signal) => self.on_signal(signal, now, &mut actions),
             Event::Message(pid, byte) => self.on_message(pid, byte, now, &mut actions),
-            Event::Exited(pid, how) => self.on_exit(pid, &how, now, &mut actions),
+            Event::Exited(pid, exit) => {
+                if !self.on_change_exit(pid, exit, now, &mut actions) {
+                    self.on_exit(pid, &exit.to_string(), now, &mut actions);
+                }
+            }
+            Event::CheckStarted(result) => self.on_check_started(result, &mut actions),
+            Event::UpgradeStarted(result) => self.on_upgrade_started(result, now, &mut actions),
+            Event::UpgradeReady => self.on_upgrade_ready(now, &mut actions),
             Event::Spawned {
                 slot,
                 replacing,
                 result,
             } => self.on_spawned(slot, replacing, result, now),
             Event::Tick => {
+                self.run_change_timers(now, &mut actions);
                 self.run_timers(now, &mut actions);
                 self.advance_rollout(&mut actions);
                 self.report_status(&mut actions);
@@ -306,14 +392,25 @@ impl Policy {
                 self.kill_all(actions);
             }
             Signal::SIGTERM => {}
-            Signal::SIGHUP if !stopping => {
-                tracing::info!("rolling restart requested");
-                self.generation += 1;
-                if let Mode::Serving { rolling, .. } = &mut self.mode {
-                    *rolling = true;
+            Signal::SIGHUP | Signal::SIGUSR2 if !stopping && self.change != Change::Idle => {
+                tracing::warn!(
+                    %signal,
+                    "a reload or upgrade is under way; ignored (send it again once that is done)"
+                );
+            }
+            Signal::SIGHUP if !stopping => match self.hangup {
+                Hangup::Restart => {
+                    tracing::info!("rolling restart requested");
+                    self.roll(actions);
                 }
-                self.announced_ready = false;
-                actions.push(Action::Notify(Notice::Reloading));
+                Hangup::Reload => {
+                    tracing::info!("reloading the configuration");
+                    actions.push(Action::CheckConfig);
+                }
+            },
+            Signal::SIGUSR2 if !stopping => {
+                tracing::info!("upgrading: starting the program again with the sockets");
+                actions.push(Action::Upgrade);
             }
             Signal::SIGTTIN if !stopping => {
                 self.slots.push(Slot::default());
@@ -324,7 +421,7 @@ impl Policy {
                 });
             }
             Signal::SIGTTOU if !stopping => self.remove_worker(now, actions),
-            Signal::SIGHUP | Signal::SIGTTIN | Signal::SIGTTOU => {}
+            Signal::SIGHUP | Signal::SIGUSR2 | Signal::SIGTTIN | Signal::SIGTTOU => {}
             other => actions.extend(
                 self.children
                     .iter()
@@ -640,17 +737,227 @@ impl Policy {
                 "workers serve on for the shutdown delay, then drain"
             );
         }
-        self.mode = Mode::Stopping { delay_until };
         actions.push(Action::Notify(Notice::Stopping));
         // Closing our copies makes the sockets vanish once the workers drop theirs, so new
         // connections are refused instead of queueing for nobody.
         actions.push(Action::CloseSockets);
-        let deadline = now + delay + self.kill_after();
+        self.stop_change(signal, now + delay + self.kill_after(), actions);
+        self.drain(signal, delay_until, now, actions);
+    }
+
+    /// Every worker is asked to stop by `signal`, and killed at the deadline.
+    fn drain(
+        &mut self,
+        signal: Signal,
+        delay_until: Option<Instant>,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        self.mode = Mode::Stopping { delay_until };
+        let deadline = delay_until.unwrap_or(now) + self.kill_after();
         for child in &mut self.children {
             if !child.state.asked_to_stop() && !matches!(child.state, ChildState::Killed { .. }) {
                 child.state = ChildState::Stopping { deadline };
                 actions.push(Action::Signal(child.pid, signal));
             }
+        }
+    }
+
+    /// The service stops during a change: a config check is killed (it decides nothing any
+    /// more), a new program is told to stop as this one was and killed at `deadline`.
+    fn stop_change(&mut self, signal: Signal, deadline: Instant, actions: &mut Vec<Action>) {
+        match self.change {
+            Change::Idle | Change::Abandoning { .. } => {}
+            Change::Checking { checker, .. } => {
+                actions.push(Action::Signal(checker, Signal::SIGKILL));
+                self.change = Change::Abandoning {
+                    pid: checker,
+                    kill_at: None,
+                };
+            }
+            Change::Upgrading { pid, .. } => {
+                tracing::info!(new_pid = %pid, "stopping the new program too");
+                actions.push(Action::Signal(pid, signal));
+                self.change = Change::Abandoning {
+                    pid,
+                    kill_at: Some(deadline),
+                };
+            }
+        }
+    }
+
+    /// A rollout onto a new generation: every worker is replaced, one slot at a time.
+    fn roll(&mut self, actions: &mut Vec<Action>) {
+        self.generation += 1;
+        if let Mode::Serving { rolling, .. } = &mut self.mode {
+            *rolling = true;
+        }
+        self.announced_ready = false;
+        actions.push(Action::Notify(Notice::Reloading));
+    }
+
+    fn on_check_started(
+        &mut self,
+        result: Result<(Pid, Reloaded), String>,
+        actions: &mut Vec<Action>,
+    ) {
+        match result {
+            Ok((checker, reloaded)) if !matches!(self.mode, Mode::Stopping { .. }) => {
+                self.change = Change::Checking { checker, reloaded };
+            }
+            Ok((checker, _)) => {
+                actions.push(Action::Signal(checker, Signal::SIGKILL));
+                self.change = Change::Abandoning {
+                    pid: checker,
+                    kill_at: None,
+                };
+            }
+            Err(error) => {
+                tracing::error!(
+                    "config reload refused: {error}; the workers keep the config they have"
+                );
+                actions.push(Action::Notify(Notice::ReloadFailed));
+            }
+        }
+    }
+
+    fn on_upgrade_started(
+        &mut self,
+        result: Result<Pid, String>,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        match result {
+            Ok(pid) => {
+                tracing::info!(new_pid = %pid, "new program started; waiting for its workers");
+                self.change = Change::Upgrading {
+                    pid,
+                    deadline: now + self.timing.upgrade_timeout,
+                };
+                actions.push(Action::Notify(Notice::Upgrading));
+            }
+            Err(error) => {
+                tracing::error!("upgrade failed: {error}; this generation serves on");
+                actions.push(Action::Notify(Notice::UpgradeFailed));
+            }
+        }
+    }
+
+    /// The new program serves on the same sockets: this generation drains (without the
+    /// shutdown delay: nothing stops routing here, the sockets stay served) and exits.
+    fn on_upgrade_ready(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let Change::Upgrading { pid, .. } = self.change else {
+            return;
+        };
+        tracing::info!(
+            new_pid = %pid,
+            "upgrade complete: the new program serves; this generation drains and exits"
+        );
+        self.change = Change::Idle;
+        actions.push(Action::HandOverSockets);
+        // SIGINT: a worker drains at once on it, skipping the shutdown delay.
+        self.drain(Signal::SIGINT, None, now, actions);
+    }
+
+    /// A child of a change ended: returns whether `pid` was one.
+    fn on_change_exit(
+        &mut self,
+        pid: Pid,
+        exit: Exit,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) -> bool {
+        match self.change {
+            Change::Checking { checker, reloaded } if checker == pid => {
+                self.change = Change::Idle;
+                if exit == Exit::Code(0) {
+                    tracing::info!("configuration reloaded; rolling the workers onto it");
+                    actions.push(Action::CommitConfig(reloaded));
+                    // A new generation first, so that added slots start on it.
+                    self.roll(actions);
+                    self.apply(reloaded, now, actions);
+                } else {
+                    tracing::error!(
+                        "config reload refused: its check {exit} (its error is above); the \
+                         workers keep the config they have"
+                    );
+                    actions.push(Action::Notify(Notice::ReloadFailed));
+                }
+                true
+            }
+            Change::Upgrading { pid: new, .. } if new == pid => {
+                tracing::error!(
+                    new_pid = %pid,
+                    "upgrade failed: the new program {exit} before its workers were ready; this \
+                     generation serves on"
+                );
+                self.change = Change::Idle;
+                actions.push(Action::Notify(Notice::UpgradeFailed));
+                true
+            }
+            Change::Abandoning { pid: old, .. } if old == pid => {
+                tracing::info!(child_pid = %pid, "the abandoned change's process {exit}");
+                self.change = Change::Idle;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn run_change_timers(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        match self.change {
+            Change::Upgrading { pid, deadline } if deadline <= now => {
+                tracing::error!(
+                    new_pid = %pid,
+                    timeout = ?self.timing.upgrade_timeout,
+                    "upgrade failed: the new program's workers were not ready within the upgrade \
+                     timeout; killing it, this generation serves on"
+                );
+                actions.push(Action::Signal(pid, Signal::SIGKILL));
+                actions.push(Action::Notify(Notice::UpgradeFailed));
+                self.change = Change::Abandoning { pid, kill_at: None };
+            }
+            Change::Abandoning {
+                pid,
+                kill_at: Some(at),
+            } if at <= now => {
+                tracing::warn!(child_pid = %pid, "the new program did not stop in time; killing it");
+                actions.push(Action::Signal(pid, Signal::SIGKILL));
+                self.change = Change::Abandoning { pid, kill_at: None };
+            }
+            _ => {}
+        }
+    }
+
+    /// A reloaded configuration's timeouts and worker count take effect: added slots get a
+    /// worker at once, removed ones drain as on SIGTTOU.
+    fn apply(&mut self, reloaded: Reloaded, now: Instant, actions: &mut Vec<Action>) {
+        if let Some(timeout) = reloaded.graceful_timeout {
+            self.timing.graceful_timeout = timeout;
+        }
+        if let Some(delay) = reloaded.shutdown_delay {
+            self.timing.shutdown_delay = delay;
+        }
+        if let Some(timeout) = reloaded.heartbeat_timeout {
+            self.timing.heartbeat_timeout = timeout;
+        }
+        let workers = reloaded.resolved_workers().max(1);
+        if workers != self.slots.len() {
+            tracing::info!(
+                from = self.slots.len(),
+                to = workers,
+                "worker count changed"
+            );
+        }
+        while self.slots.len() > workers {
+            self.remove_worker(now, actions);
+        }
+        while self.slots.len() < workers {
+            self.slots.push(Slot::default());
+            actions.push(Action::Spawn {
+                slot: self.slots.len() - 1,
+                replacing: None,
+            });
         }
     }
 
@@ -694,6 +1001,7 @@ mod tests {
             ready_timeout: Duration::from_secs(30),
             heartbeat_timeout: Some(Duration::from_secs(1)),
             shutdown_delay: Duration::ZERO,
+            upgrade_timeout: Duration::from_secs(60),
         }
     }
 
@@ -709,7 +1017,7 @@ mod tests {
     impl Sim {
         fn new(workers: usize, timing: Timing) -> Self {
             let mut sim = Sim {
-                policy: Policy::new(timing, workers),
+                policy: Policy::new(timing, workers, Hangup::Restart),
                 now: Instant::now(),
                 next_pid: 100,
                 spawned: Vec::new(),
@@ -768,7 +1076,7 @@ mod tests {
         }
 
         fn exit(&mut self, pid: Pid) -> Vec<Action> {
-            self.event(Event::Exited(pid, "exited with status 1".to_owned()))
+            self.event(Event::Exited(pid, Exit::Code(1)))
         }
 
         fn state(&self, pid: Pid) -> Option<ChildState> {
@@ -1034,5 +1342,135 @@ mod tests {
         assert_eq!(sim.policy.mode, Mode::Stopping { delay_until: None });
         let actions = sim.event(Event::Signal(Signal::SIGINT));
         assert_eq!(signals(&actions, Signal::SIGKILL), pids);
+    }
+
+    fn reloading(workers: usize) -> (Sim, Vec<Pid>) {
+        let mut sim = Sim::new(workers, timing());
+        sim.policy.hangup = Hangup::Reload;
+        let pids = sim.spawned.clone();
+        for pid in &pids {
+            sim.event(Event::Message(*pid, message::READY));
+        }
+        sim.tick();
+        (sim, pids)
+    }
+
+    const CHECKER: Pid = Pid::from_raw(900);
+    const NEW_PROGRAM: Pid = Pid::from_raw(901);
+
+    #[test]
+    fn a_reload_rolls_the_workers_only_after_its_check_passed_and_applies_the_count() {
+        let (mut sim, pids) = reloading(2);
+        assert_eq!(
+            sim.event(Event::Signal(Signal::SIGHUP)),
+            [Action::CheckConfig]
+        );
+        let reloaded = Reloaded::new(3);
+        sim.event(Event::CheckStarted(Ok((CHECKER, reloaded))));
+        // Checking: nothing is replaced, a second SIGHUP is ignored.
+        assert_eq!(spawns(&sim.tick()), 0);
+        assert!(sim.event(Event::Signal(Signal::SIGHUP)).is_empty());
+        let actions = sim.event(Event::Exited(CHECKER, Exit::Code(0)));
+        assert_eq!(actions[0], Action::CommitConfig(reloaded));
+        // The added slot's worker starts at once, on the new generation.
+        assert_eq!(spawns(&actions), 1);
+        let added = *sim.spawned.last().unwrap();
+        sim.event(Event::Message(added, message::READY));
+        // Then the old workers are replaced one at a time.
+        for old in &pids {
+            assert_eq!(spawns(&sim.tick()), 1);
+            let new = *sim.spawned.last().unwrap();
+            let actions = sim.event(Event::Message(new, message::READY));
+            assert_eq!(signals(&actions, Signal::SIGTERM), [*old]);
+            sim.exit(*old);
+        }
+        assert_eq!(spawns(&sim.tick()), 0);
+        assert_eq!(sim.policy.slots(), 3);
+    }
+
+    #[test]
+    fn a_refused_or_failing_reload_keeps_every_worker_and_says_so() {
+        let (mut sim, pids) = reloading(2);
+        sim.event(Event::Signal(Signal::SIGHUP));
+        let actions = sim.event(Event::CheckStarted(Err("bad file".to_owned())));
+        assert_eq!(actions, [Action::Notify(Notice::ReloadFailed)]);
+        sim.event(Event::Signal(Signal::SIGHUP));
+        sim.event(Event::CheckStarted(Ok((CHECKER, Reloaded::new(2)))));
+        let actions = sim.event(Event::Exited(CHECKER, Exit::Code(2)));
+        assert_eq!(actions, [Action::Notify(Notice::ReloadFailed)]);
+        assert_eq!(spawns(&sim.advance(Duration::from_secs(5))), 0);
+        assert!(pids.iter().all(|pid| sim.state(*pid).is_some()));
+        // Done with it: the next SIGHUP checks again.
+        assert_eq!(
+            sim.event(Event::Signal(Signal::SIGHUP)),
+            [Action::CheckConfig]
+        );
+    }
+
+    #[test]
+    fn an_upgrade_hands_over_the_sockets_and_drains_without_the_delay_once_the_new_program_is_ready()
+     {
+        let timing = Timing {
+            shutdown_delay: Duration::from_secs(5),
+            ..timing()
+        };
+        let (mut sim, pids) = Sim::ready(2, timing);
+        assert_eq!(sim.event(Event::Signal(Signal::SIGUSR2)), [Action::Upgrade]);
+        sim.event(Event::UpgradeStarted(Ok(NEW_PROGRAM)));
+        assert!(sim.event(Event::Signal(Signal::SIGUSR2)).is_empty());
+        let actions = sim.event(Event::UpgradeReady);
+        assert_eq!(actions[0], Action::HandOverSockets);
+        assert_eq!(signals(&actions, Signal::SIGINT), pids);
+        assert!(!actions.contains(&Action::Notify(Notice::Stopping)));
+        for pid in &pids {
+            sim.exit(*pid);
+        }
+        assert_eq!(sim.policy.outcome(), Some(Outcome::Clean));
+    }
+
+    #[test]
+    fn a_new_program_that_exits_or_is_late_leaves_this_generation_serving() {
+        let (mut sim, pids) = Sim::ready(2, timing());
+        sim.event(Event::Signal(Signal::SIGUSR2));
+        sim.event(Event::UpgradeStarted(Ok(NEW_PROGRAM)));
+        let actions = sim.event(Event::Exited(NEW_PROGRAM, Exit::Code(1)));
+        assert_eq!(actions, [Action::Notify(Notice::UpgradeFailed)]);
+        sim.event(Event::Signal(Signal::SIGUSR2));
+        sim.event(Event::UpgradeStarted(Ok(NEW_PROGRAM)));
+        assert!(signals(&sim.advance(Duration::from_millis(59_999)), Signal::SIGKILL).is_empty());
+        let actions = sim.advance(MS);
+        assert_eq!(signals(&actions, Signal::SIGKILL), [NEW_PROGRAM]);
+        // Until it is reaped, no other change starts.
+        assert!(sim.event(Event::Signal(Signal::SIGUSR2)).is_empty());
+        sim.event(Event::Exited(NEW_PROGRAM, Exit::Signal(Signal::SIGKILL)));
+        assert!(pids.iter().all(|pid| sim.state(*pid).is_some()));
+        assert_eq!(sim.event(Event::Signal(Signal::SIGUSR2)), [Action::Upgrade]);
+    }
+
+    #[test]
+    fn a_stop_during_an_upgrade_stops_the_new_program_too_and_waits_for_it() {
+        let (mut sim, pids) = Sim::ready(2, timing());
+        sim.event(Event::Signal(Signal::SIGUSR2));
+        sim.event(Event::UpgradeStarted(Ok(NEW_PROGRAM)));
+        let actions = sim.event(Event::Signal(Signal::SIGTERM));
+        let mut told = pids.clone();
+        told.push(NEW_PROGRAM);
+        let mut got = signals(&actions, Signal::SIGTERM);
+        got.sort();
+        assert_eq!(got, told);
+        for pid in &pids {
+            sim.exit(*pid);
+        }
+        assert_eq!(
+            sim.policy.outcome(),
+            None,
+            "the new program is not reaped yet"
+        );
+        assert_eq!(
+            signals(&sim.advance(Duration::from_millis(10_500)), Signal::SIGKILL),
+            [NEW_PROGRAM]
+        );
+        sim.event(Event::Exited(NEW_PROGRAM, Exit::Signal(Signal::SIGKILL)));
+        assert_eq!(sim.policy.outcome(), Some(Outcome::Clean));
     }
 }

@@ -4,6 +4,7 @@
 use std::{
     collections::VecDeque,
     os::fd::{AsFd, AsRawFd, OwnedFd},
+    path::{Path, PathBuf},
     process::ExitCode,
     time::{Duration, Instant},
 };
@@ -20,17 +21,17 @@ use nix::{
 };
 
 use super::{
-    ForkError, Settings, Worker,
+    ForkError, Prefork, Reload, Settings, Worker,
     notify::Notifier,
-    policy::{Action, Event, Fate, KillCause, Notice, Outcome, Policy, Timing},
+    policy::{Action, Event, Exit, Fate, Hangup, KillCause, Notice, Outcome, Policy, Timing},
     signals,
+    upgrade::{self, Program},
 };
 use crate::sockets::BoundSocket;
 
 /// How often the poll loop wakes without events, to run timers.
 const TICK: Duration = Duration::from_millis(50);
 
-#[derive(Debug)]
 pub(super) struct Supervisor {
     settings: Settings,
     sockets: Vec<BoundSocket>,
@@ -42,14 +43,25 @@ pub(super) struct Supervisor {
     /// Each worker's status pipe, read until end of file.
     pipes: Vec<(Pid, OwnedFd)>,
     notifier: Notifier,
+    reload: Option<Box<dyn Reload>>,
+    /// What SIGUSR2 runs again, or why it cannot.
+    program: Result<Program, String>,
+    /// While an upgrade runs: the pipe the new program confirms on.
+    upgrade_pipe: Option<OwnedFd>,
+    /// Started by an upgrade: the pipe to confirm on once every worker is ready.
+    handoff: Option<OwnedFd>,
+    pidfile: Option<PathBuf>,
 }
 
 impl Supervisor {
-    pub(super) fn new(
-        settings: Settings,
-        sockets: Vec<BoundSocket>,
-        workers: usize,
-    ) -> Result<Self, ForkError> {
+    pub(super) fn new(prefork: Prefork, workers: usize) -> Result<Self, ForkError> {
+        let Prefork {
+            sockets,
+            settings,
+            reload,
+            pidfile,
+            ..
+        } = prefork;
         let signals = signals::SignalQueue::open()?;
         let parent_watch = pipe2(OFlag::O_CLOEXEC).map_err(ForkError::sys("create a pipe"))?;
         let timing = Timing {
@@ -57,6 +69,11 @@ impl Supervisor {
             ready_timeout: settings.ready_timeout,
             heartbeat_timeout: settings.heartbeat_timeout,
             shutdown_delay: settings.shutdown_delay,
+            upgrade_timeout: settings.upgrade_timeout,
+        };
+        let hangup = match reload {
+            Some(_) => Hangup::Reload,
+            None => Hangup::Restart,
         };
         Ok(Self {
             settings,
@@ -64,9 +81,14 @@ impl Supervisor {
             signals: Some(signals),
             parent_watch: Some(parent_watch),
             pid: getpid(),
-            policy: Policy::new(timing, workers),
+            policy: Policy::new(timing, workers, hangup),
             pipes: Vec::new(),
             notifier: Notifier::from_env(),
+            reload,
+            program: Program::current(),
+            upgrade_pipe: None,
+            handoff: upgrade::take_handoff(),
+            pidfile,
         })
     }
 
@@ -75,36 +97,36 @@ impl Supervisor {
         F: Fn(Worker) -> i32,
     {
         tracing::info!(workers = self.policy.slots(), "supervisor starting");
+        if self.handoff.is_none() {
+            self.write_pidfile();
+        }
         let start = self.policy.start();
         self.perform(start, work)?;
         loop {
-            let messages = self.wait_for_events()?;
+            let said = self.wait_for_events()?;
             let received = match &mut self.signals {
                 Some(signals) => signals.drain()?,
                 None => Vec::new(),
             };
             let mut events: Vec<Event> = received.into_iter().map(Event::Signal).collect();
-            events.extend(
-                messages
-                    .into_iter()
-                    .map(|(pid, byte)| Event::Message(pid, byte)),
-            );
+            events.extend(said);
             for event in events {
                 self.handle(event, work)?;
             }
-            for (pid, how, status) in reap()? {
+            for (pid, exit) in reap()? {
                 self.pipes.retain(|(child, _)| *child != pid);
                 if let Some(fate) = self.policy.fate(pid) {
                     // What the worker counted joins the metrics' retired totals (memory only).
-                    crate::metrics::worker_reaped(pid.as_raw(), exit_cause(status, fate));
+                    crate::metrics::worker_reaped(pid.as_raw(), exit_cause(exit, fate));
                 }
-                self.handle(Event::Exited(pid, how), work)?;
+                self.handle(Event::Exited(pid, exit), work)?;
             }
             self.handle(Event::Tick, work)?;
             // Log lines a stalled reader of stdout did not take wait in a backlog; the loop
             // writes them as the reader catches up (never blocking on it).
             buvar_kit::log::flush();
             if let Some(outcome) = self.policy.outcome() {
+                self.remove_pidfile();
                 return finish(outcome);
             }
         }
@@ -149,9 +171,43 @@ impl Supervisor {
                     }
                 }
                 Action::CloseSockets => self.sockets.clear(),
+                Action::HandOverSockets => {
+                    for socket in &mut self.sockets {
+                        socket.disown_file();
+                    }
+                    self.sockets.clear();
+                    self.upgrade_pipe = None;
+                }
+                Action::CheckConfig => {
+                    let event = Event::CheckStarted(self.check_config());
+                    queue.extend(self.policy.handle(event, Instant::now()));
+                }
+                Action::CommitConfig(reloaded) => {
+                    if let Some(reload) = &mut self.reload {
+                        reload.commit();
+                    }
+                    if let Some(timeout) = reloaded.graceful_timeout {
+                        self.settings.graceful_timeout = timeout;
+                    }
+                    if let Some(timeout) = reloaded.heartbeat_timeout {
+                        self.settings.heartbeat_timeout = timeout;
+                    }
+                }
+                Action::Upgrade => {
+                    let event = Event::UpgradeStarted(self.start_upgrade());
+                    queue.extend(self.policy.handle(event, Instant::now()));
+                }
                 Action::Notify(notice) => match notice {
                     Notice::Ready { ready, total } => {
                         crate::metrics::supervisor_status(total, ready);
+                        if let Some(handoff) = self.handoff.take() {
+                            // The pidfile first: the old supervisor, once told, removes it at
+                            // exit unless it names another process.
+                            self.write_pidfile();
+                            self.notifier.main_pid();
+                            upgrade::confirm(handoff);
+                            tracing::info!("serving in place of the supervisor that started us");
+                        }
                         self.notifier.ready(ready, total);
                     }
                     Notice::Status { ready, total } => {
@@ -159,6 +215,9 @@ impl Supervisor {
                         self.notifier.status(ready, total);
                     }
                     Notice::Reloading => self.notifier.reloading(),
+                    Notice::ReloadFailed => self.notifier.reload_failed(),
+                    Notice::Upgrading => self.notifier.upgrading(),
+                    Notice::UpgradeFailed => self.notifier.upgrade_failed(),
                     Notice::Stopping => self.notifier.stopping(),
                 },
             }
@@ -166,18 +225,22 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Polls the signalfd and the workers' status pipes; returns what the workers said.
-    fn wait_for_events(&mut self) -> Result<Vec<(Pid, u8)>, ForkError> {
+    /// Polls the signalfd, the workers' status pipes and an upgrade's pipe; returns what the
+    /// workers and the new program said.
+    fn wait_for_events(&mut self) -> Result<Vec<Event>, ForkError> {
         let Some(signals) = &self.signals else {
             return Ok(Vec::new());
         };
-        let mut fds = Vec::with_capacity(self.pipes.len() + 1);
+        let mut fds = Vec::with_capacity(self.pipes.len() + 2);
         fds.push(PollFd::new(signals.as_fd(), PollFlags::POLLIN));
         fds.extend(
             self.pipes
                 .iter()
                 .map(|(_, fd)| PollFd::new(fd.as_fd(), PollFlags::POLLIN)),
         );
+        if let Some(pipe) = &self.upgrade_pipe {
+            fds.push(PollFd::new(pipe.as_fd(), PollFlags::POLLIN));
+        }
         let timeout = PollTimeout::try_from(TICK).unwrap_or(PollTimeout::ZERO);
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
@@ -189,23 +252,93 @@ impl Supervisor {
             .map(|fd| fd.any().unwrap_or(false))
             .collect();
         drop(fds);
-        let mut messages = Vec::new();
+        let upgrade_readable = readable.get(self.pipes.len()) == Some(&true);
+        let mut events = Vec::new();
         let mut closed = Vec::new();
-        for ((pid, fd), readable) in self.pipes.iter().zip(readable) {
+        for ((pid, fd), readable) in self.pipes.iter().zip(&readable) {
             if !readable {
                 continue;
             }
             let mut bytes = [0u8; 64];
             match nix::unistd::read(fd.as_raw_fd(), &mut bytes) {
                 Ok(0) => closed.push(*pid),
-                Ok(n) => messages.extend(bytes[..n].iter().map(|byte| (*pid, *byte))),
+                Ok(n) => events.extend(bytes[..n].iter().map(|byte| Event::Message(*pid, *byte))),
                 Err(Errno::EAGAIN | Errno::EINTR) => {}
                 // The worker closed its end in some broken way; reaping tells the rest.
                 Err(_) => closed.push(*pid),
             }
         }
         self.pipes.retain(|(pid, _)| !closed.contains(pid));
-        Ok(messages)
+        if upgrade_readable {
+            if let Some(pipe) = &self.upgrade_pipe {
+                let mut byte = [0u8; 1];
+                match nix::unistd::read(pipe.as_raw_fd(), &mut byte) {
+                    Ok(1) => events.push(Event::UpgradeReady),
+                    Err(Errno::EAGAIN | Errno::EINTR) => {}
+                    // Closed without a word: reaping the new program tells why.
+                    _ => self.upgrade_pipe = None,
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    /// SIGHUP with a [`Reload`]: reads the configuration (here) and checks it (in a child).
+    fn check_config(&mut self) -> Result<(Pid, super::Reloaded), String> {
+        let Some(reload) = self.reload.as_mut() else {
+            return Err("this service has nothing to reload".to_owned());
+        };
+        let reloaded = reload.load()?;
+        super::ensure_single_threaded().map_err(|error| error.to_string())?;
+        let reload = &*reload;
+        let checker = crate::child::spawn(|| {
+            // The check may run a runtime: it needs signals as any process has them.
+            if let Err(error) = signals::reset_in_worker() {
+                tracing::error!(%error, "config check cannot reset its signals");
+                return 2;
+            }
+            if reload.check() { 0 } else { 2 }
+        })
+        .map_err(|errno| format!("cannot fork the config check: {errno}"))?;
+        Ok((checker, reloaded))
+    }
+
+    /// SIGUSR2: runs the program again with the sockets; keeps the pipe it confirms on.
+    fn start_upgrade(&mut self) -> Result<Pid, String> {
+        let program = self.program.as_ref().map_err(Clone::clone)?;
+        let (pid, pipe) = program
+            .start(&self.sockets)
+            .map_err(|error| error.to_string())?;
+        self.upgrade_pipe = Some(pipe);
+        Ok(pid)
+    }
+
+    /// Writes this process's pid to the pidfile, atomically (a new file renamed over it).
+    fn write_pidfile(&self) {
+        let Some(path) = &self.pidfile else {
+            return;
+        };
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".new");
+        let partial = PathBuf::from(partial);
+        let written = std::fs::write(&partial, format!("{}\n", self.pid))
+            .and_then(|()| std::fs::rename(&partial, path));
+        if let Err(error) = written {
+            tracing::error!(path = %path.display(), %error, "cannot write the pidfile");
+        }
+    }
+
+    /// Removes the pidfile if it still names this process (after an upgrade it names the new
+    /// supervisor).
+    fn remove_pidfile(&self) {
+        let Some(path) = &self.pidfile else {
+            return;
+        };
+        if read_pid(path) == Some(self.pid) {
+            if let Err(error) = std::fs::remove_file(path) {
+                tracing::warn!(path = %path.display(), %error, "cannot remove the pidfile");
+            }
+        }
     }
 
     fn spawn<F>(&mut self, slot: usize, work: &F) -> Result<Pid, ForkError>
@@ -244,6 +377,8 @@ impl Supervisor {
             signals.close_in_worker();
         }
         self.pipes.clear();
+        self.upgrade_pipe = None;
+        self.handoff = None;
         let parent_watch = self.parent_watch.take().map(|(read, _write)| read);
         signals::reset_in_worker()?;
         if let Some(credentials) = self.settings.credentials {
@@ -290,9 +425,14 @@ fn finish(outcome: Outcome) -> Result<ExitCode, ForkError> {
     }
 }
 
+fn read_pid(path: &Path) -> Option<Pid> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.trim().parse().ok().map(Pid::from_raw)
+}
+
 /// Every child that ended since the last call (`waitpid(-1, WNOHANG)` until nothing is left),
 /// with how it ended.
-fn reap() -> Result<Vec<(Pid, String, WaitStatus)>, ForkError> {
+fn reap() -> Result<Vec<(Pid, Exit)>, ForkError> {
     let mut exited = Vec::new();
     loop {
         let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
@@ -302,29 +442,25 @@ fn reap() -> Result<Vec<(Pid, String, WaitStatus)>, ForkError> {
             Ok(status) => status,
         };
         match status {
-            WaitStatus::Exited(pid, code) => {
-                exited.push((pid, format!("exited with status {code}"), status))
-            }
-            WaitStatus::Signaled(pid, signal, _) => {
-                exited.push((pid, format!("was killed by {signal}"), status));
-            }
+            WaitStatus::Exited(pid, code) => exited.push((pid, Exit::Code(code))),
+            WaitStatus::Signaled(pid, signal, _) => exited.push((pid, Exit::Signal(signal))),
             _ => {}
         }
     }
 }
 
 /// Why a reaped worker ended, as the metrics count it.
-fn exit_cause(status: WaitStatus, fate: Fate) -> crate::metrics::ExitCause {
+fn exit_cause(exit: Exit, fate: Fate) -> crate::metrics::ExitCause {
     use crate::metrics::ExitCause;
     match fate {
         Fate::Killed(KillCause::Heartbeat) => ExitCause::Heartbeat,
         Fate::Killed(KillCause::NotReady) => ExitCause::NotReady,
         Fate::ServiceStopping => ExitCause::Shutdown,
         Fate::Replaced | Fate::Killed(_) => ExitCause::Recycled,
-        Fate::Unasked => match status {
-            WaitStatus::Signaled(..) => ExitCause::Signal,
-            WaitStatus::Exited(_, 0) => ExitCause::Exited,
-            _ => ExitCause::Crash,
+        Fate::Unasked => match exit {
+            Exit::Signal(_) => ExitCause::Signal,
+            Exit::Code(0) => ExitCause::Exited,
+            Exit::Code(_) => ExitCause::Crash,
         },
     }
 }

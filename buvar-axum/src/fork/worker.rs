@@ -148,8 +148,9 @@ impl Worker {
     ///
     /// Call it inside the worker's tokio runtime and before [`notify_ready`](Self::notify_ready),
     /// so that a stop request never meets a worker without handlers. It also installs
-    /// handlers for SIGUSR1 and SIGUSR2, which the supervisor forwards, so that they no longer
-    /// end the worker; listen to them with `tokio::signal` to act on them.
+    /// handlers for SIGUSR1 (which the supervisor forwards) and SIGUSR2 (the supervisor's
+    /// upgrade signal, which reaches a worker only when sent to the whole group), so that they
+    /// never end the worker; listen to SIGUSR1 with `tokio::signal` to act on it.
     ///
     /// Under a supervisor it also starts the heartbeat: a task on this runtime that tells the
     /// supervisor the runtime still runs tasks. A runtime blocked (by a synchronous call in an

@@ -40,6 +40,7 @@ use buvar_kit::{BoxError, Cancel, ConfigSource, Context, Prepare};
 
 pub use config::{MetricsConfig, MetricsError};
 pub(crate) use http::HttpMetricsLayer;
+#[cfg(target_os = "linux")]
 pub(crate) use region::ExitCause;
 
 use crate::server::ServerError;
@@ -54,6 +55,7 @@ static SUPERVISOR_REGION: OnceLock<&'static Region> = OnceLock::new();
 static INSTALLED: OnceLock<Option<(&'static Region, bool)>> = OnceLock::new();
 
 /// Maps the shared region; called by the supervisor before its first fork.
+#[cfg(target_os = "linux")]
 pub(crate) fn before_fork(config: &MetricsConfig) -> Result<(), MetricsError> {
     config.validate()?;
     if config.enabled && SUPERVISOR_REGION.get().is_none() {
@@ -64,6 +66,7 @@ pub(crate) fn before_fork(config: &MetricsConfig) -> Result<(), MetricsError> {
 }
 
 /// The supervisor reaped the worker `pid`: what it counted joins the retired totals.
+#[cfg(target_os = "linux")]
 pub(crate) fn worker_reaped(pid: i32, cause: ExitCause) {
     if let (Some(region), Ok(pid)) = (SUPERVISOR_REGION.get(), u32::try_from(pid)) {
         region.retire(pid, cause);
@@ -71,6 +74,7 @@ pub(crate) fn worker_reaped(pid: i32, cause: ExitCause) {
 }
 
 /// The supervisor's worker counts, for `buvar_workers_configured` and `buvar_workers_ready`.
+#[cfg(target_os = "linux")]
 pub(crate) fn supervisor_status(configured: usize, ready: usize) {
     if let Some(region) = SUPERVISOR_REGION.get() {
         region.set_workers(configured, ready);

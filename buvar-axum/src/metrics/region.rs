@@ -460,6 +460,7 @@ impl Region {
 
     /// Folds the row of the reaped process `pid` into the retired row and frees it. Called by
     /// the parent only; it neither blocks nor allocates beyond the list of entries.
+    #[cfg(target_os = "linux")]
     pub(crate) fn retire(&self, pid: u32, cause: ExitCause) {
         self.word(cause.word()).fetch_add(1, Ordering::Relaxed);
         let Some(slot) = (0..SLOTS)
@@ -498,6 +499,7 @@ impl Region {
     }
 
     /// The supervisor's counts: workers configured and ready.
+    #[cfg(target_os = "linux")]
     pub(crate) fn set_workers(&self, configured: usize, ready: usize) {
         self.word(H_CONFIGURED)
             .store(configured as u64, Ordering::Relaxed);
@@ -518,6 +520,7 @@ impl Region {
     }
 }
 
+#[cfg(target_os = "linux")]
 fn add(total: &AtomicU64, part: &AtomicU64) {
     total.fetch_add(part.load(Ordering::Relaxed), Ordering::Relaxed);
 }

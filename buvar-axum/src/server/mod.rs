@@ -263,7 +263,13 @@ where
     let router = routes::merge(Routes::merged(context)?, builtin, PLUGIN_NAME)?;
     let router = crate::metrics::attach(context, router)?;
     let metrics = context.try_get::<crate::metrics::HttpMetricsLayer>();
-    let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<B>| {
+    #[cfg(feature = "otel")]
+    let exporting = crate::otel::active();
+    let trace = TraceLayer::new_for_http().make_span_with(move |request: &Request<B>| {
+        #[cfg(feature = "otel")]
+        if exporting {
+            return crate::otel::request_span(request, request_id_of(request));
+        }
         // At debug level: a span per request costs a tenth of the throughput with a JSON
         // subscriber; `APP_LOG_LEVEL=debug` (or `RUST_LOG=buvar_axum=debug`) turns it on. The
         // fields are only evaluated when it is on.

@@ -36,12 +36,30 @@ pub(super) fn take_listen_fds() -> Result<Vec<BoundSocket>, SocketError> {
     if TAKEN.swap(true, Ordering::SeqCst) {
         return Ok(Vec::new());
     }
+    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+    let mut names = names.split(':');
     (LISTEN_FDS_START..LISTEN_FDS_START.saturating_add(count))
-        .map(|fd| adopt(fd).map_err(activation))
+        .map(|fd| adopt(fd, names.next()).map_err(activation))
         .collect()
 }
 
-fn adopt(fd: RawFd) -> Result<BoundSocket, String> {
+/// A socket's name in `LISTEN_FDNAMES` when a binary upgrade hands it over: the URI it was
+/// asked for, with `%` and the list separator `:` escaped.
+#[cfg(target_os = "linux")]
+pub(crate) fn fd_name(uri: &str) -> String {
+    uri.replace('%', "%25").replace(':', "%3A")
+}
+
+/// The URI a `LISTEN_FDNAMES` entry names, if it is one [`fd_name`] made (systemd names
+/// sockets after their unit unless `FileDescriptorName=` says otherwise).
+fn uri_of_fd_name(name: &str) -> Option<SocketUri> {
+    if !name.contains("%3A") {
+        return None;
+    }
+    name.replace("%3A", ":").replace("%25", "%").parse().ok()
+}
+
+fn adopt(fd: RawFd, name: Option<&str>) -> Result<BoundSocket, String> {
     use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 
     fcntl(fd, FcntlArg::F_GETFD)
@@ -80,5 +98,27 @@ fn adopt(fd: RawFd) -> Result<BoundSocket, String> {
             "descriptor {fd} is neither a TCP nor a unix path socket"
         ));
     };
-    Ok(BoundSocket::from_activation(uri, socket))
+    // Named by an upgrade: the URI asked for (a port 0, say), which the address never equals.
+    let asked = name.and_then(uri_of_fd_name).unwrap_or_else(|| uri.clone());
+    Ok(BoundSocket::from_activation(asked, uri, socket))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_uri_survives_its_fd_name() {
+        for uri in [
+            "tcp://127.0.0.1:0",
+            "tcp://[::1]:8080",
+            "unix:///run/a%b:c.sock",
+        ] {
+            let name = fd_name(uri);
+            assert!(!name.contains(':'), "{name}");
+            let back = uri_of_fd_name(&name).expect("a URI");
+            assert_eq!(back, uri.parse::<SocketUri>().unwrap());
+        }
+        assert_eq!(uri_of_fd_name("app.socket"), None);
+    }
 }

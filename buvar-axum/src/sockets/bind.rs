@@ -106,13 +106,20 @@ impl BoundSocket {
         Listener::from_socket(socket)
     }
 
-    pub(crate) fn from_activation(uri: SocketUri, socket: Socket) -> Self {
+    pub(crate) fn from_activation(uri: SocketUri, local: SocketUri, socket: Socket) -> Self {
         Self {
-            local: uri.clone(),
             uri,
+            local,
             socket,
             file_owner: None,
         }
+    }
+
+    /// Leaves a unix socket's file in place when this value is dropped: a new program that
+    /// took the socket over serves on it.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn disown_file(&mut self) {
+        self.file_owner = None;
     }
 }
 

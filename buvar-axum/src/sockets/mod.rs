@@ -8,10 +8,11 @@
 //! # Ok::<(), buvar_axum::sockets::SocketError>(())
 //! ```
 
-mod activation;
+pub(crate) mod activation;
 mod bind;
 mod error;
 mod listener;
+#[cfg(target_os = "linux")]
 pub(crate) mod open_files;
 mod uri;
 

@@ -3,15 +3,18 @@
 //! - a config section, `[greeter]` (`{{env_prefix}}_GREETER_GREETING=Hi` overrides it);
 //! - a component, [`Greetings`], the count of greetings this worker served;
 //! - an adapter that builds the injected service, [`Greeter`], from the section and the count;
-//! - routes: `GET /greet/{name}` (text) and `GET /greetings` (JSON);
-//! - a background task that logs the count every `report_interval` seconds until the service
-//!   stops.
+//! - a route: `GET /greet/{name}`;
+//! - a metric, `greetings_total`: the greetings of the whole service, on the metrics port;
+//! - a background task that logs this worker's count every `report_interval` seconds until the
+//!   service stops.
 //!
-//! **State is per worker.** Each worker process stages its own plugins, so `Greetings` counts
-//! what *this* worker served: with `forks = 2`, two requests may answer from two counters. A
-//! component lives in one worker and dies with it (a crash, recycling after `max_requests`, a
-//! SIGHUP rollout). State every request must see belongs in a database or another process;
-//! `forks = 1` keeps one process.
+//! **State is per worker; metrics are not.** Each worker process stages its own plugins, so
+//! the `Greetings` component counts what *this* worker served: with `forks = 2`, two workers
+//! hold two counts, and a count dies with its worker (a crash, recycling after `max_requests`,
+//! a SIGHUP rollout). A `metrics::counter!` is different: buvar sums it over every worker,
+//! including the ones that are gone, so `greetings_total` in a scrape is the service's count and
+//! never goes backwards. Other state every request must see belongs in a database or another
+//! process; `forks = 1` keeps one process.
 //!
 //! To remove the sample: delete this file, its `pub mod greeter;` line in `plugins/mod.rs` and
 //! its line in `main.rs` (the `[greeter]` table in `config.toml` then goes too).
@@ -20,12 +23,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::Path;
 use axum::routing::get;
-use axum::{Json, Router};
-use buvar_axum::{Component, Config, Inject, PrepareExt, Service};
+use buvar_axum::{Config, Inject, PrepareExt, Service};
 use buvar_kit::{BoxError, Cancel, Context, Plugin, Prepare};
 use serde::{Deserialize, Serialize};
+
+/// The metric of the greetings the whole service served.
+pub const GREETINGS_TOTAL: &str = "greetings_total";
 
 /// The `[greeter]` config section.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -48,7 +54,8 @@ impl Default for GreeterConfig {
 
 buvar_kit::section!(GreeterConfig, "greeter", default);
 
-/// How many greetings this worker served: a component shared by the routes and the report.
+/// How many greetings this worker served: a plain per-worker component, shared by the adapter
+/// and the report task (the service's count is the `greetings_total` metric).
 #[derive(Debug, Default)]
 pub struct Greetings(AtomicU64);
 
@@ -64,42 +71,32 @@ impl Greetings {
 pub struct Greeter {
     greeting: String,
     greetings: Arc<Greetings>,
+    total: metrics::Counter,
 }
 
 impl Greeter {
-    /// `"<greeting>, <name>!"`, counted.
+    /// `"<greeting>, <name>!"`, counted in this worker and in the service's metric.
     pub fn greet(&self, name: &str) -> String {
         self.greetings.0.fetch_add(1, Ordering::Relaxed);
+        self.total.increment(1);
         format!("{}, {name}!", self.greeting)
     }
 }
 
-/// The adapter: its arguments are what a `Greeter` depends on.
+/// The adapter: its arguments are what a `Greeter` depends on. It runs at the first request
+/// (a singleton per worker), once the server plugin installed buvar's recorder, so the counter
+/// handle it keeps records into the service's metrics.
 fn greeter(config: Config<GreeterConfig>, greetings: Arc<Greetings>) -> Greeter {
+    metrics::describe_counter!(GREETINGS_TOTAL, "Greetings served by every worker");
     Greeter {
         greeting: config.greeting.clone(),
         greetings,
+        total: metrics::counter!(GREETINGS_TOTAL),
     }
 }
 
 async fn greet(Inject(greeter): Inject<Greeter>, Path(name): Path<String>) -> String {
     greeter.greet(&name)
-}
-
-/// The body of `GET /greetings`.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct GreetingCount {
-    /// Greetings this worker served.
-    pub greetings: u64,
-    /// The worker's process id: with several workers, counts differ from one to the next.
-    pub pid: u32,
-}
-
-async fn greetings(Component(greetings): Component<Greetings>) -> Json<GreetingCount> {
-    Json(GreetingCount {
-        greetings: greetings.count(),
-        pid: std::process::id(),
-    })
 }
 
 /// The background task: it gets its own child of the plugin context, and ends when the stage
@@ -117,7 +114,9 @@ async fn report(ctx: Context) -> Result<(), BoxError> {
     loop {
         tokio::select! {
             () = cancel.cancelled() => return Ok(()),
-            _ = ticks.tick() => tracing::info!(greetings = greetings.count(), "greetings so far"),
+            _ = ticks.tick() => {
+                tracing::info!(greetings = greetings.count(), "greetings so far in this worker");
+            }
         }
     }
 }
@@ -125,11 +124,7 @@ async fn report(ctx: Context) -> Result<(), BoxError> {
 async fn prepare(cx: Prepare) -> Result<(), BoxError> {
     cx.context().add(Greetings::default());
     cx.adapters().register_infallible(greeter).singleton();
-    cx.routes(
-        Router::new()
-            .route("/greet/{name}", get(greet))
-            .route("/greetings", get(greetings)),
-    );
+    cx.routes(Router::new().route("/greet/{name}", get(greet)));
     cx.task("greetings report", report);
     Ok(())
 }
@@ -148,7 +143,7 @@ pub fn install(service: Service) -> Service {
 mod tests {
     use axum::body::{Body, to_bytes};
     use axum::http::{Request, StatusCode};
-    use buvar_axum::testing::TestApp;
+    use buvar_axum::testing::{TestApp, TestServer};
     use buvar_kit::ConfigSource;
     use tower::ServiceExt;
 
@@ -160,6 +155,7 @@ mod tests {
         let greeter = Greeter {
             greeting: "Hi".to_owned(),
             greetings: greetings.clone(),
+            total: metrics::Counter::noop(),
         };
         assert_eq!(greeter.greet("ada"), "Hi, ada!");
         assert_eq!(greetings.count(), 1);
@@ -181,8 +177,25 @@ mod tests {
         assert_eq!(body, "Hello, ada!");
     }
 
+    /// `greetings_total` in a scrape of the server's `/metrics`; 0 before the first greeting.
+    async fn greetings_total(client: &reqwest::Client, server: &TestServer) -> (u64, String) {
+        let scrape = client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let total = scrape
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{GREETINGS_TOTAL} ")))
+            .map_or(0, |value| value.parse().unwrap());
+        (total, scrape)
+    }
+
     #[tokio::test]
-    async fn a_real_server_greets_with_the_configured_word_and_counts_in_json() {
+    async fn a_real_server_greets_with_the_configured_word_and_counts_in_the_metrics() {
         let config = ConfigSource::new()
             .toml("[greeter]\ngreeting = \"Hi\"")
             .unwrap();
@@ -193,33 +206,24 @@ mod tests {
             .await
             .unwrap();
 
+        // The recorder is the process's: other tests here may greet too, so only the increase
+        // is known.
         let client = reqwest::Client::new();
-        let greeting = client.get(server.url("/greet/ada")).send().await.unwrap();
-        assert_eq!(greeting.text().await.unwrap(), "Hi, ada!");
-        let count: GreetingCount = client
-            .get(server.url("/greetings"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(
-            count,
-            GreetingCount {
-                greetings: 1,
-                pid: std::process::id()
-            }
+        let (before, _) = greetings_total(&client, &server).await;
+        for name in ["ada", "grace"] {
+            let greeting = client
+                .get(server.url(&format!("/greet/{name}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(greeting.text().await.unwrap(), format!("Hi, {name}!"));
+        }
+        let (after, scrape) = greetings_total(&client, &server).await;
+        assert!(after >= before + 2, "{before} then {after}:\n{scrape}");
+        assert!(
+            scrape.contains(&format!("# TYPE {GREETINGS_TOTAL} counter")),
+            "{scrape}"
         );
-        let raw: serde_json::Value = client
-            .get(server.url("/greetings"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(raw["greetings"], 1);
 
         let report = server.stop().await;
         assert!(report.is_success(), "{report:?}");
