@@ -347,3 +347,27 @@ fn kill_9_of_the_old_parent_during_an_upgrade_leaves_no_orphaned_worker() {
     let new = new_parent(&svc.wait_for("serving in place of", 0));
     settles_on(old, new);
 }
+
+#[test]
+fn a_group_wide_usr2_and_hup_during_an_upgrade_neither_kill_nor_upgrade_the_new_program() {
+    let mut svc = Deployed::start("v1", &[("UP_HTTP_UPGRADE_TIMEOUT", "60s")]);
+    let old = svc.child.pid().as_raw();
+    svc.upgrade(old, "v2");
+    let started: serde_json::Value =
+        serde_json::from_str(&svc.wait_for("new program started", 0)).unwrap();
+    let new: i32 = started["new_pid"].as_str().unwrap().parse().unwrap();
+    // As `kill -USR2 -PGID` or `systemctl kill -s USR2` would: every process of the service,
+    // the new program too, at whatever point of its start it is.
+    nix::sys::signal::killpg(Pid::from_raw(old), Signal::SIGUSR2).unwrap();
+    nix::sys::signal::killpg(Pid::from_raw(old), Signal::SIGHUP).unwrap();
+    let took_over = new_parent(&svc.wait_for("serving in place of", 0));
+    assert_eq!(took_over, new, "the new program survived and took over");
+    let waited = nix::sys::wait::waitpid(Pid::from_raw(old), None).unwrap();
+    assert_eq!(
+        waited,
+        nix::sys::wait::WaitStatus::Exited(Pid::from_raw(old), 0)
+    );
+    settles_on(old, new);
+    assert_eq!(svc.lines_with("upgrading: starting the program again"), 1);
+    assert_eq!(svc.lines_with("killed by SIGHUP"), 0, "no worker died of the group's HUP");
+}

@@ -49,10 +49,6 @@ pub(super) struct SignalQueue {
 impl SignalQueue {
     /// Blocks the handled signals and opens the descriptor they queue on.
     pub(super) fn open() -> Result<Self, ForkError> {
-        // An inherited SIG_IGN for SIGCHLD would make the kernel reap workers behind our back.
-        // SAFETY: resetting to the default disposition installs no handler code.
-        unsafe { nix::sys::signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }
-            .map_err(ForkError::sys("reset the SIGCHLD disposition"))?;
         let mut previous_mask = SigSet::empty();
         pthread_sigmask(
             SigmaskHow::SIG_BLOCK,
@@ -60,6 +56,14 @@ impl SignalQueue {
             Some(&mut previous_mask),
         )
         .map_err(ForkError::sys("block signals"))?;
+        // Ignored signals are discarded, never queued: an inherited SIG_IGN (for SIGCHLD, the
+        // kernel would reap workers behind our back; for the rest, see `ignore_until_open`)
+        // goes, now that they are blocked and wait here.
+        for signal in HANDLED {
+            // SAFETY: resetting to the default disposition installs no handler code.
+            unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) }
+                .map_err(ForkError::sys("reset a signal disposition"))?;
+        }
         let fd = SignalFd::with_flags(
             &handled_set(),
             SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
@@ -118,6 +122,28 @@ impl Drop for SignalQueue {
             tracing::warn!(%errno, "cannot restore the signal mask");
         }
     }
+}
+
+/// For a new program started by an upgrade, until its supervisor opens its queue: the signals
+/// an operator sends to the whole process group (`kill -USR2 -PGID`, `systemctl kill` without
+/// `--kill-who=main`) meant for the old supervisor are ignored instead of killing the new one
+/// (the default action of SIGHUP, SIGUSR1/2) or stopping it (SIGTTIN/TTOU). A stop request
+/// (SIGTERM, SIGINT, SIGQUIT) still ends it.
+pub(super) fn ignore_until_open() -> Result<(), ForkError> {
+    for signal in HANDLED {
+        let handler = match signal {
+            Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT | Signal::SIGCHLD => {
+                SigHandler::SigDfl
+            }
+            _ => SigHandler::SigIgn,
+        };
+        // SAFETY: the default disposition and ignoring install no handler code.
+        unsafe { nix::sys::signal::signal(signal, handler) }
+            .map_err(ForkError::sys("set a signal disposition"))?;
+    }
+    // Unblocked last: a signal that came while blocked is discarded if ignored, not delivered.
+    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(ForkError::sys("unblock signals"))
 }
 
 /// Gives a freshly forked worker default dispositions and an empty signal mask, so it can

@@ -108,7 +108,11 @@ impl Supervisor {
                 Some(signals) => signals.drain()?,
                 None => Vec::new(),
             };
-            let mut events: Vec<Event> = received.into_iter().map(Event::Signal).collect();
+            let mut events: Vec<Event> = received
+                .into_iter()
+                .filter(|signal| self.takes(*signal))
+                .map(Event::Signal)
+                .collect();
             events.extend(said);
             for event in events {
                 self.handle(event, work)?;
@@ -281,6 +285,17 @@ impl Supervisor {
             }
         }
         Ok(events)
+    }
+
+    /// Whether to act on `signal`. A supervisor started by an upgrade that has not taken over
+    /// yet leaves reloads and upgrades to the one that started it: a SIGHUP or SIGUSR2 sent to
+    /// the whole group was meant for that one.
+    fn takes(&self, signal: Signal) -> bool {
+        let waiting = self.handoff.is_some() && matches!(signal, Signal::SIGHUP | Signal::SIGUSR2);
+        if waiting {
+            tracing::warn!(%signal, "ignored: this supervisor has not taken over from the one that started it yet");
+        }
+        !waiting
     }
 
     /// SIGHUP with a [`Reload`]: reads the configuration (here) and checks it (in a child).

@@ -129,7 +129,7 @@ fn exec(path: &CString, argv: &[CString], mut env: Vec<CString>, fds: &[RawFd]) 
             return errno;
         }
     }
-    if let Err(error) = signals::reset_in_worker() {
+    if let Err(error) = signals::ignore_until_open() {
         eprintln!("error: {error}");
     }
     match CString::new(format!("LISTEN_PID={}", nix::unistd::getpid())) {

@@ -149,8 +149,9 @@ impl Worker {
     /// Call it inside the worker's tokio runtime and before [`notify_ready`](Self::notify_ready),
     /// so that a stop request never meets a worker without handlers. It also installs
     /// handlers for SIGUSR1 (which the supervisor forwards) and SIGUSR2 (the supervisor's
-    /// upgrade signal, which reaches a worker only when sent to the whole group), so that they
-    /// never end the worker; listen to SIGUSR1 with `tokio::signal` to act on it.
+    /// upgrade signal, which reaches a worker only when sent to the whole group), and under a
+    /// supervisor for SIGHUP (its reload), so that they never end the worker; listen to SIGUSR1
+    /// with `tokio::signal` to act on it.
     ///
     /// Under a supervisor it also starts the heartbeat: a task on this runtime that tells the
     /// supervisor the runtime still runs tasks. A runtime blocked (by a synchronous call in an
@@ -173,6 +174,10 @@ impl Worker {
         // tokio keeps a handler installed once registered, even after the stream is dropped.
         drop(signal(SignalKind::user_defined1())?);
         drop(signal(SignalKind::user_defined2())?);
+        if self.is_supervised() {
+            // SIGHUP is the supervisor's (a reload); one sent to the group must not kill us.
+            drop(signal(SignalKind::hangup())?);
+        }
         let parent = match &self.parent {
             Some(fd) => Some(pipe::Receiver::from_owned_fd(fd.try_clone()?)?),
             None => None,
