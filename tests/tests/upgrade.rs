@@ -369,5 +369,9 @@ fn a_group_wide_usr2_and_hup_during_an_upgrade_neither_kill_nor_upgrade_the_new_
     );
     settles_on(old, new);
     assert_eq!(svc.lines_with("upgrading: starting the program again"), 1);
-    assert_eq!(svc.lines_with("killed by SIGHUP"), 0, "no worker died of the group's HUP");
+    assert_eq!(
+        svc.lines_with("killed by SIGHUP"),
+        0,
+        "no worker died of the group's HUP"
+    );
 }
