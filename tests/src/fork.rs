@@ -199,6 +199,19 @@ impl CountedLoad {
             .count()
     }
 
+    /// How many answers each loop has had so far, in loop order: a mark to read
+    /// [`Tally::answers`] from. Each loop has at most one request in flight, so its first answer
+    /// after the mark may have been sent before it.
+    pub fn marks(&self) -> Vec<usize> {
+        self.counts
+            .answers
+            .lock()
+            .unwrap()
+            .iter()
+            .map(Vec::len)
+            .collect()
+    }
+
     /// Waits until `count` answers had the body `text`.
     ///
     /// # Panics
