@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use axum::Router;
 use axum::extract::Path;
 use axum::routing::get;
-use buvar_axum::{Inject, PrepareExt, Service};
+use buvar_axum::{App, Inject, PrepareExt};
 use buvar_kit::{BoxError, Config, Plugin, Prepare};
 use serde::{Deserialize, Serialize};
 
@@ -69,7 +69,7 @@ async fn prepare(cx: Prepare) -> Result<(), BoxError> {
 }
 
 fn main() -> ExitCode {
-    Service::new("APP")
+    App::new("APP")
         .section::<GreeterConfig>()
         .load(Plugin::new("hello", prepare))
         .run()

@@ -14,7 +14,7 @@ use axum::extract::ws::Message;
 use axum::response::Response;
 use axum::routing::get;
 use buvar_axum::websocket::{WebSocketRequest, WebSocketSession};
-use buvar_axum::{PrepareExt, Service};
+use buvar_axum::{App, PrepareExt};
 use buvar_kit::{BoxError, Plugin, Prepare};
 
 async fn echo(request: WebSocketRequest) -> Response {
@@ -49,7 +49,7 @@ async fn prepare(cx: Prepare) -> Result<(), BoxError> {
 }
 
 fn main() -> ExitCode {
-    Service::new("APP")
+    App::new("APP")
         .load(Plugin::new("websocket", prepare))
         .run()
 }

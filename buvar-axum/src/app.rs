@@ -23,7 +23,7 @@ use crate::fork::{Credentials, Prefork, Worker};
 use crate::metrics::{self, MetricsSocket};
 use crate::server::{self, ServicePlugins};
 #[cfg(target_os = "linux")]
-use crate::server::{InheritedSockets, Supervisor};
+use crate::server::{InheritedSockets, Supervised};
 #[cfg(target_os = "linux")]
 use crate::sockets::SocketUri;
 use crate::{HttpConfig, MetricsConfig, ReadinessConfig};
@@ -37,7 +37,7 @@ mod workers;
 
 use error::StartError;
 #[cfg(target_os = "linux")]
-use reload::{Generation, ServiceReload};
+use reload::{AppReload, Generation};
 
 /// In the context of the start-up check's stage: the plugins are prepared in the parent only to
 /// find wiring mistakes, so nothing that belongs to a worker (the metrics recorder, say) may be
@@ -70,14 +70,14 @@ struct Flags {
 
 /// A pre-forked axum service: the builder a service's `main` calls.
 ///
-/// [`Service::run`] parses the flags (`--config FILE`, `--check`, `--print-config`,
+/// [`App::run`] parses the flags (`--config FILE`, `--check`, `--print-config`,
 /// `--env-help`), loads the config (the file, then `<PREFIX>_*` environment variables), sets up
 /// logging from `[log]`, binds the sockets of `[http]` once, forks the workers, and in each
 /// worker builds a tokio runtime and stages the plugins with the [server plugin](crate::plugin).
 ///
 /// ```no_run
 /// use axum::{Router, routing::get};
-/// use buvar_axum::{PrepareExt, Service};
+/// use buvar_axum::{PrepareExt, App};
 /// use buvar_kit::{BoxError, Plugin, Prepare};
 ///
 /// async fn hello(cx: Prepare) -> Result<(), BoxError> {
@@ -86,10 +86,10 @@ struct Flags {
 /// }
 ///
 /// fn main() -> std::process::ExitCode {
-///     Service::new("APP").load(Plugin::new("hello", hello)).run()
+///     App::new("APP").load(Plugin::new("hello", hello)).run()
 /// }
 /// ```
-pub struct Service {
+pub struct App {
     env_prefix: String,
     plugins: ServicePlugins,
     sections: Vec<RegisterSection>,
@@ -98,16 +98,16 @@ pub struct Service {
     pub(crate) before_fork: BeforeFork,
 }
 
-impl std::fmt::Debug for Service {
+impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Service")
+        f.debug_struct("App")
             .field("env_prefix", &self.env_prefix)
             .field("plugins", &self.plugins)
             .finish_non_exhaustive()
     }
 }
 
-impl Service {
+impl App {
     /// A service reading environment variables that start with `env_prefix` and `_`.
     pub fn new(env_prefix: &str) -> Self {
         Self {
@@ -156,7 +156,7 @@ impl Service {
         self
     }
 
-    /// Runs the service with the process's arguments; see [`Service`].
+    /// Runs the service with the process's arguments; see [`App`].
     pub fn run(self) -> ExitCode {
         self.run_from(std::env::args_os())
     }
@@ -307,7 +307,7 @@ impl Service {
             source,
             http: http.clone(),
         }));
-        let reload = ServiceReload::new(plugins.clone(), flags.config.clone(), current.clone());
+        let reload = AppReload::new(plugins.clone(), flags.config.clone(), current.clone());
         Ok(Prefork::new(sockets)
             .workers(http.forks)
             .graceful_timeout(http.graceful_timeout())
@@ -431,7 +431,7 @@ impl Service {
             )));
             context.add(InheritedSockets::new(sockets));
             let worker = Arc::new(worker);
-            context.add_arc::<dyn Supervisor>(worker.clone());
+            context.add_arc::<dyn Supervised>(worker.clone());
             let mut shutdown = shutdown;
             // A stop request (or the supervisor's death) while the plugins prepare ends the
             // worker there: a plugin that never finishes preparing must not leave it deaf.

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use buvar_kit::{BoxError, Cancel, ConfigSource, Context};
 
-use crate::Service;
+use crate::App;
 #[cfg(target_os = "linux")]
 use crate::fork::{ForkError, ensure_single_threaded};
 use crate::redact::redact;
@@ -206,7 +206,7 @@ fn single_threaded(step: &str) -> Result<(), BeforeForkError> {
     }
 }
 
-impl Service {
+impl App {
     /// Adds a step that runs once before any worker forks (and before the worker of a
     /// service with `forks = 1`), e.g. database migrations. Steps run in the order they were
     /// added, in a child process of the parent, each on a current-thread runtime that is shut
@@ -219,7 +219,7 @@ impl Service {
     /// container); `--skip-before-fork` starts without them.
     ///
     /// ```no_run
-    /// use buvar_axum::Service;
+    /// use buvar_axum::App;
     /// use buvar_kit::{BoxError, Context};
     ///
     /// async fn migrate(ctx: Context) -> Result<(), BoxError> {
@@ -229,7 +229,7 @@ impl Service {
     /// }
     ///
     /// fn main() -> std::process::ExitCode {
-    ///     Service::new("APP").before_fork("migrate", migrate).run()
+    ///     App::new("APP").before_fork("migrate", migrate).run()
     /// }
     /// ```
     pub fn before_fork<F, Fut>(mut self, name: &str, step: F) -> Self

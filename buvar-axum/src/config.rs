@@ -111,6 +111,7 @@ pub struct HttpConfig {
     /// A file the supervisor writes its pid to, atomically, at start; a binary upgrade's new
     /// supervisor rewrites it when it takes over. Not needed under systemd (`Type=notify`
     /// follows the new supervisor by `MAINPID=`).
+    #[serde(deserialize_with = "file_path")]
     pub pidfile: Option<std::path::PathBuf>,
     /// How long a new binary started by SIGUSR2 may take until all its workers are ready;
     /// then it is killed and the running one serves on.
@@ -279,6 +280,24 @@ impl HttpConfig {
     }
 }
 
+/// An optional file path that is not empty: `pidfile = ""` is a mistake (the write would fail
+/// only when the supervisor starts), so it is refused where the config is read.
+fn file_path<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<std::path::PathBuf>, D::Error> {
+    let path = Option::<std::path::PathBuf>::deserialize(deserializer)?;
+    if path
+        .as_ref()
+        .is_some_and(|path| path.as_os_str().is_empty())
+    {
+        return Err(serde::de::Error::invalid_value(
+            serde::de::Unexpected::Str(""),
+            &"a file path (leave the key out for none)",
+        ));
+    }
+    Ok(path)
+}
+
 #[cfg(test)]
 mod tests {
     use buvar_kit::ConfigSource;
@@ -312,6 +331,18 @@ mod tests {
             .map(ToString::to_string)
             .collect();
         assert_eq!(uris, ["tcp://[::1]:9000", "unix:///tmp/x.sock"]);
+    }
+
+    #[test]
+    fn an_empty_pidfile_is_an_error_naming_the_key() {
+        let error = load("[http]\npidfile = \"\"").unwrap_err().to_string();
+        assert!(error.contains("http.pidfile"), "{error}");
+        assert!(error.contains("a file path"), "{error}");
+        let http = load("[http]\npidfile = \"/run/app.pid\"").unwrap();
+        assert_eq!(
+            http.pidfile.as_deref(),
+            Some(std::path::Path::new("/run/app.pid"))
+        );
     }
 
     #[test]

@@ -2,15 +2,14 @@
 //!
 //! ```no_run
 //! use axum::{Router, extract::Path, routing::get};
-//! use buvar_axum::{Inject, PrepareExt, Service};
-//! use buvar_kit::{BoxError, Config, Plugin, Prepare};
+//! use buvar_axum::{App, BoxError, Config, Inject, Plugin, Prepare, PrepareExt};
 //!
 //! #[derive(serde::Deserialize, serde::Serialize)]
 //! struct GreeterConfig { greeting: String }
 //! impl Default for GreeterConfig {
 //!     fn default() -> Self { Self { greeting: "Hello".into() } }
 //! }
-//! buvar_kit::section!(GreeterConfig, "greeter", default);
+//! buvar_axum::section!(GreeterConfig, "greeter", default);
 //!
 //! struct Greeter { greeting: String }
 //! fn greeter(config: Config<GreeterConfig>) -> Greeter {
@@ -28,7 +27,7 @@
 //! }
 //!
 //! fn main() -> std::process::ExitCode {
-//!     Service::new("APP")
+//!     App::new("APP")
 //!         .section::<GreeterConfig>()
 //!         .load(Plugin::new("app", app))
 //!         .run()
@@ -37,7 +36,7 @@
 //!
 //! | module | concept |
 //! | --- | --- |
-//! | [`Service`] | a service's `main`: flags, config, logging, sockets, pre-fork, stage |
+//! | [`App`] | a service's `main`: flags, config, logging, sockets, pre-fork, stage |
 //! | [`plugin`], [`PrepareExt`] | the server plugin and how plugins contribute routes |
 //! | [`HttpConfig`] | the `[http]` section |
 //! | [`MetricsConfig`] | the `[metrics]` section: Prometheus metrics across the workers |
@@ -52,11 +51,11 @@
 //!
 //! Pre-forking needs Linux: the supervisor reads its signals from a `signalfd`, sets the
 //! workers' parent-death signal with `prctl` and checks `/proc` for threads before each fork, so
-//! the `fork` module and the serving half of [`Service::run`] exist on Linux only. Everything
+//! the `fork` module and the serving half of [`App::run`] exist on Linux only. Everything
 //! else builds on any Unix (macOS and the BSDs included): socket URIs and binding, the server
 //! plugin and [`serving`], `--check`, `--print-config` and `--env-help`, and
 //! [`testing::TestApp`] (its router and its real server on port 0 run in the test's own
-//! process). There, [`Service::run`] exits 2 with [`PREFORK_NEEDS_LINUX`] instead of serving.
+//! process). There, [`App::run`] exits 2 with [`PREFORK_NEEDS_LINUX`] instead of serving.
 
 mod app;
 mod before_fork;
@@ -77,20 +76,25 @@ pub mod tls;
 #[cfg(feature = "ws")]
 pub mod websocket;
 
-pub use app::Service;
+pub use app::App;
 pub use before_fork::BeforeForkError;
+/// The kit this crate builds on, re-exported so that a service depends on buvar-axum alone:
+/// `buvar_axum::kit::config::ConfigSource`, `buvar_axum::kit::testing`, ...
+pub use buvar_kit as kit;
 pub use buvar_kit::extract::{Component, Config, Inject};
-pub use buvar_kit::{ContextLayer, Jobs};
+pub use buvar_kit::{
+    BoxError, Cancel, Context, ContextLayer, Jobs, Plugin, Prepare, Secret, Section, Stage, section,
+};
 pub use config::HttpConfig;
 pub use metrics::{MetricsConfig, MetricsError};
 #[cfg(feature = "otel")]
 pub use otel::{OtelConfig, OtelError};
 pub use server::{
     InheritedSockets, PLUGIN_NAME, PrepareExt, Readiness, ReadinessConfig, ReadinessError,
-    ServerError, SettingOutOfRange, Supervisor, plugin, router,
+    ServerError, SettingOutOfRange, Supervised, plugin, router,
 };
 
-/// What [`Service::run`] says on a system other than Linux, where it cannot fork workers.
+/// What [`App::run`] says on a system other than Linux, where it cannot fork workers.
 pub const PREFORK_NEEDS_LINUX: &str = "pre-forking needs Linux (signalfd, prctl and /proc): \
      on this system stage buvar_axum::plugin() with buvar_kit::Stage to serve in one process";
 

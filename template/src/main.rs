@@ -1,9 +1,9 @@
-//! {{project-name}}: flags, config, logging, sockets and workers come from `buvar_axum::Service`;
+//! {{project-name}}: flags, config, logging, sockets and workers come from `buvar_axum::App`;
 //! what the service does lives in its plugins, one line each here.
 
 use std::process::ExitCode;
 
-use buvar_axum::Service;
+use buvar_axum::App;
 
 {% if database == "postgres" -%}
 use {{crate_name}}::plugins::{self, database, notes};
@@ -12,7 +12,7 @@ use {{crate_name}}::plugins;
 {%- endif %}
 
 fn main() -> ExitCode {
-    let service = Service::new("{{env_prefix}}");
+    let service = App::new("{{env_prefix}}");
     let service = plugins::greeter::install(service);
 {%- if database == "postgres" %}
     let service = service

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use axum::Router;
 use axum::routing::get;
-use buvar_axum::{PrepareExt, Service, Supervisor};
+use buvar_axum::{App, PrepareExt, Supervised};
 use buvar_kit::{BoxError, Plugin, Prepare};
 
 /// Which build this binary is.
@@ -42,12 +42,12 @@ pub fn main(build: Build) -> ExitCode {
     }
     let plugin = Plugin::new("answer", move |cx: Prepare| async move {
         // Only a worker has a supervisor to tell it is ready; the start-up check has none.
-        let in_worker = cx.context().get::<dyn Supervisor>().is_ok();
+        let in_worker = cx.context().get::<dyn Supervised>().is_ok();
         if build == Build::NeverReady && in_worker {
             std::future::pending::<()>().await;
         }
         cx.routes(Router::new().route("/", get(move || async move { build.answer() })));
         Ok::<(), BoxError>(())
     });
-    Service::new("UP").load(plugin).run()
+    App::new("UP").load(plugin).run()
 }

@@ -1,6 +1,6 @@
 //! A log collector that stops reading never stops supervision: with stdout a full pipe, the
 //! supervisor still reaps, replaces, rolls and stops its workers, and workers still stop, also
-//! when the supervisor is killed.
+//! when the supervisor is killed; under keep-alive load, no request fails meanwhile.
 
 use std::{
     collections::HashSet,
@@ -9,7 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use buvar_tests::fork::StalledPipe;
+use buvar_tests::fork::{CountedLoad, StalledPipe};
+use buvar_tests::prefork::eventually;
 use nix::{
     sys::signal::{Signal, kill, killpg},
     unistd::Pid,
@@ -124,17 +125,6 @@ fn get(addr: &str) -> Option<u32> {
     answer.split("\r\n\r\n").nth(1)?.trim().parse().ok()
 }
 
-fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while !done() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    true
-}
-
 #[test]
 fn with_stdout_stalled_the_supervisor_replaces_rolls_and_stops_its_workers() {
     let mut service = Stalled::start();
@@ -233,4 +223,45 @@ fn with_stdout_stalled_the_supervisor_stops_on_sigterm_and_workers_die_with_it()
     });
     assert!(gone, "orphans: {:?}", service.group_members());
     std::net::TcpListener::bind(&addr).expect("the port can be bound again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_stdout_stalled_a_rollout_and_a_group_sigterm_under_load_fail_no_request() {
+    let mut service = tokio::task::block_in_place(Stalled::start);
+    let before = service.workers();
+    let load = CountedLoad::start(&format!("http://{}/pid", service.addr), 16);
+    load.wait_ok(200).await;
+
+    // A rollout while every log line meets a full pipe: each worker drains its connections.
+    kill(service.pid(), Signal::SIGHUP).unwrap();
+    let rolled = tokio::task::block_in_place(|| {
+        eventually(Duration::from_secs(30), || {
+            let now = service.workers();
+            now.len() == 2 && before.iter().all(|pid| !now.contains(pid))
+        })
+    });
+    assert!(rolled, "workers {:?}", service.workers());
+    let answered = load.ok();
+    load.wait_ok(answered + 200).await;
+    assert!(
+        service.pipe().unread() >= 4096 - 512,
+        "the pipe stayed full"
+    );
+
+    // SIGTERM to the whole group, as systemd and Ctrl-C send it.
+    killpg(service.pid(), Signal::SIGTERM).unwrap();
+    let tally = load.finish(Duration::from_secs(30)).await;
+    assert!(tally.failed.is_empty(), "failed: {:?}", tally.failed);
+    assert!(tally.ok > answered + 200, "{} answered", tally.ok);
+    let exited = tokio::task::block_in_place(|| {
+        eventually(Duration::from_secs(20), || {
+            service.child.try_wait().expect("try_wait").is_some()
+        })
+    });
+    assert!(exited, "the supervisor did not stop");
+    assert_eq!(service.child.wait().unwrap().code(), Some(0));
+    assert!(tokio::task::block_in_place(|| eventually(
+        Duration::from_secs(5),
+        || service.group_members().is_empty()
+    )));
 }

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use axum::Router;
 use axum::routing::get;
-use buvar_axum::{Component, Config, Inject, PrepareExt, Service};
+use buvar_axum::{App, Component, Config, Inject, PrepareExt};
 use buvar_bench::{Greeter, GreeterConfig, Greeting, greeter};
 use buvar_kit::{BoxError, Plugin, Prepare};
 
@@ -52,7 +52,7 @@ async fn prepare(cx: Prepare) -> Result<(), BoxError> {
 }
 
 fn main() -> ExitCode {
-    Service::new("APP")
+    App::new("APP")
         .section::<GreeterConfig>()
         .load(Plugin::new("bench", prepare))
         .run()

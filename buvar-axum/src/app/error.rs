@@ -11,7 +11,7 @@ use crate::fork::ForkError;
 use crate::metrics::MetricsError;
 use crate::sockets::SocketError;
 
-/// Why [`Service`](crate::Service) could not start (or stopped with an error of the
+/// Why [`App`](crate::App) could not start (or stopped with an error of the
 /// supervisor). Each is reported as `error: ...` on stderr with exit code 2.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StartError {

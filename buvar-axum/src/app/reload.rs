@@ -1,4 +1,4 @@
-//! SIGHUP for a whole [`Service`]: the config files read again in the supervisor, checked as
+//! SIGHUP for a whole [`App`]: the config files read again in the supervisor, checked as
 //! `--check` checks them in a child process, and only then given to the workers a rollout forks.
 //!
 //! What the supervisor set up once from the config cannot change in place: the sockets (bound
@@ -14,10 +14,10 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use buvar_kit::ConfigSource;
 use buvar_kit::log::LogConfig;
+use buvar_kit::{BoxError, ConfigSource};
 
-use super::Service;
+use super::App;
 use crate::fork::{Reload, Reloaded};
 use crate::{HttpConfig, MetricsConfig, server};
 
@@ -28,17 +28,17 @@ pub(super) struct Generation {
     pub(super) http: Arc<HttpConfig>,
 }
 
-/// The [`Reload`] of a [`Service`].
-pub(super) struct ServiceReload {
-    service: Arc<Service>,
+/// The [`Reload`] of an [`App`].
+pub(super) struct AppReload {
+    service: Arc<App>,
     config: Option<PathBuf>,
     current: Rc<RefCell<Generation>>,
     candidate: Option<Generation>,
 }
 
-impl ServiceReload {
+impl AppReload {
     pub(super) fn new(
-        service: Arc<Service>,
+        service: Arc<App>,
         config: Option<PathBuf>,
         current: Rc<RefCell<Generation>>,
     ) -> Self {
@@ -51,20 +51,15 @@ impl ServiceReload {
     }
 }
 
-impl Reload for ServiceReload {
-    fn load(&mut self) -> Result<Reloaded, String> {
+impl Reload for AppReload {
+    fn load(&mut self) -> Result<Reloaded, BoxError> {
         self.candidate = None;
-        let source = self
-            .service
-            .config_source(self.config.as_deref())
-            .map_err(|err| err.to_string())?;
-        let http = source
-            .section::<HttpConfig>()
-            .map_err(|err| err.to_string())?;
-        server::check_http(&http).map_err(|err| err.to_string())?;
+        let source = self.service.config_source(self.config.as_deref())?;
+        let http = source.section::<HttpConfig>()?;
+        server::check_http(&http)?;
         // A certificate or key that cannot be used stops the reload here, not in a new worker.
         #[cfg(feature = "tls")]
-        crate::tls::check(http.tls.as_ref()).map_err(|err| err.to_string())?;
+        crate::tls::check(http.tls.as_ref())?;
         fixed(&self.current.borrow().source, &source)?;
         let reloaded = Reloaded::new(http.forks)
             .graceful_timeout(http.graceful_timeout())
@@ -96,25 +91,24 @@ impl Reload for ServiceReload {
     }
 }
 
+/// A reload that changes what the supervisor set up once.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "`{key}` cannot change on reload (the supervisor set it up once); restart the service or \
+     upgrade it with SIGUSR2 to apply it"
+)]
+struct FixedSetting {
+    key: &'static str,
+}
+
 /// Refuses a reload that changes what the supervisor set up once, naming the first such key.
-fn fixed(current: &ConfigSource, new: &ConfigSource) -> Result<(), String> {
-    let refuse = |key: &str| {
-        Err(format!(
-            "`{key}` cannot change on reload (the supervisor set it up once); restart the \
-             service or upgrade it with SIGUSR2 to apply it"
-        ))
-    };
-    let load = |source: &ConfigSource| -> Result<_, String> {
+fn fixed(current: &ConfigSource, new: &ConfigSource) -> Result<(), BoxError> {
+    let refuse = |key: &'static str| Err(FixedSetting { key }.into());
+    let load = |source: &ConfigSource| -> Result<_, BoxError> {
         Ok((
-            source
-                .section::<HttpConfig>()
-                .map_err(|err| err.to_string())?,
-            source
-                .section::<LogConfig>()
-                .map_err(|err| err.to_string())?,
-            source
-                .section::<MetricsConfig>()
-                .map_err(|err| err.to_string())?,
+            source.section::<HttpConfig>()?,
+            source.section::<LogConfig>()?,
+            source.section::<MetricsConfig>()?,
         ))
     };
     let (http, log, metrics) = load(current)?;

@@ -18,7 +18,7 @@ pub trait Reload {
     /// to local reads (files): the supervisor does nothing else meanwhile. Returns what the
     /// candidate changes in the supervisor, or why it is refused (logged, and told to the
     /// service manager).
-    fn load(&mut self) -> Result<Reloaded, String>;
+    fn load(&mut self) -> Result<Reloaded, buvar_kit::BoxError>;
 
     /// In a child process: checks the candidate as a start-up would, reports what is wrong on
     /// stderr, and returns whether it passed.

@@ -303,7 +303,7 @@ impl Supervisor {
         let Some(reload) = self.reload.as_mut() else {
             return Err("this service has nothing to reload".to_owned());
         };
-        let reloaded = reload.load()?;
+        let reloaded = reload.load().map_err(|error| error.to_string())?;
         super::ensure_single_threaded().map_err(|error| error.to_string())?;
         let reload = &*reload;
         let checker = crate::child::spawn(|| {

@@ -238,7 +238,7 @@ impl ShutdownWatch {
         }
     }
 
-    /// Drives a stage's [`Cancel`] from the stop requests, as [`Service`](crate::Service)
+    /// Drives a stage's [`Cancel`] from the stop requests, as [`App`](crate::App)
     /// does in each worker: on the first request [`Cancel::cancel`] (the drain); on SIGTERM
     /// with a `shutdown_delay`, first [`Cancel::announce`] (readiness fails, serving goes on)
     /// for the delay or until a new request; during the drain, a new SIGINT (without a
@@ -305,7 +305,7 @@ impl ShutdownWatch {
     }
 }
 
-impl crate::server::Supervisor for Worker {
+impl crate::server::Supervised for Worker {
     fn ready(&self) {
         if let Err(err) = self.notify_ready() {
             tracing::error!(error = %err, "cannot report readiness to the supervisor");

@@ -1,6 +1,6 @@
 //! Prometheus metrics of a pre-forked service as one service.
 //!
-//! Before the first fork the [`Service`](crate::Service) maps one shared memory region; each
+//! Before the first fork the [`App`](crate::App) maps one shared memory region; each
 //! worker installs a recorder of the `metrics` facade that counts in its own row of it, so a
 //! service's own `metrics::counter!`, `gauge!` and `histogram!` calls are aggregated exactly
 //! like the built-in ones. A scrape, answered by whichever worker takes it, sums the rows of

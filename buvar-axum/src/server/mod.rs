@@ -174,8 +174,8 @@ impl InheritedSockets {
 }
 
 /// What the server tells the process that supervises it, found in the context as
-/// `Arc<dyn Supervisor>`: the pre-fork [`Worker`](crate::fork::Worker) implements it.
-pub trait Supervisor: Send + Sync {
+/// `Arc<dyn Supervised>`: the pre-fork [`Worker`](crate::fork::Worker) implements it.
+pub trait Supervised: Send + Sync {
     /// The server accepts connections.
     fn ready(&self);
     /// The server answered `[http] max_requests` (plus jitter) requests: replace this process.
@@ -329,7 +329,7 @@ async fn serve(
         tracing::info!(%addr, "serving");
     }
     readiness.set_ready(addrs);
-    if let Some(supervisor) = context.try_get::<dyn Supervisor>() {
+    if let Some(supervisor) = context.try_get::<dyn Supervised>() {
         supervisor.ready();
         let reached = serving.max_requests_reached();
         tokio::spawn(async move {

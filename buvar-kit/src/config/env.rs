@@ -9,8 +9,8 @@ use std::fmt;
 use figment::value::{Dict, Value};
 
 use super::error::ConfigError;
+use super::layer::Layer;
 use super::schema::{Kind, Leaf, Schema};
-use super::source::Layer;
 
 /// The environment variables that start with the prefix, read once per load.
 #[derive(Debug, Default)]

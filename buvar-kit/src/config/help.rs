@@ -5,9 +5,9 @@ use std::fmt;
 use figment::value::Value;
 
 use super::Section;
+use super::layer::nest;
 use super::schema::{Leaf, Schema, section_path};
 use super::secret::REDACTED;
-use super::source::nest;
 
 /// One variable a section reads.
 #[derive(Clone, Debug, PartialEq, Eq)]

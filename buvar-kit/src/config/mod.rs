@@ -53,22 +53,27 @@
 //! `#[serde(flatten)]`) are not. Such a section still loads from files; only a variable that
 //! targets it is an error, so it is never silently ignored.
 
+mod dump;
 pub mod duration;
 mod env;
 mod error;
 pub mod file_mode;
 mod help;
+mod layer;
 mod limit;
 mod schema;
 mod secret;
 mod source;
+mod unknown;
 
 pub use env::EnvWarning;
 pub use error::ConfigError;
 pub use help::{EnvHelp, EnvVar, env_help};
+pub use layer::serialize_defaults;
 pub use limit::Limit;
 pub use secret::Secret;
-pub use source::{ConfigSource, UnknownKey, serialize_defaults};
+pub use source::ConfigSource;
+pub use unknown::UnknownKey;
 
 /// A serde struct bound to a section of the config.
 ///

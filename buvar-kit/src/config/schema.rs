@@ -139,8 +139,13 @@ impl Schema {
     pub(crate) fn of<T: Section>() -> Self {
         let type_name = std::any::type_name::<T>();
         let section_path = section_path(T::SECTION);
-        // A sample text that text-typed fields such as file modes accept while being traced.
-        let mut tracer = Tracer::new(TracerConfig::default().default_borrowed_str_value("0"));
+        // A sample text that text-typed fields (file modes, durations, non-empty paths) accept
+        // while being traced.
+        let mut tracer = Tracer::new(
+            TracerConfig::default()
+                .default_borrowed_str_value("0")
+                .default_string_value("0".to_owned()),
+        );
         let samples = Samples::new();
         match tracer.trace_type_once::<T>(&samples) {
             Ok((format, _)) => {

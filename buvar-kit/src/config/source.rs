@@ -7,113 +7,18 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
-use figment::value::{Dict, Map, Value};
-use figment::{Figment, Metadata, Profile, Provider, Source};
+use figment::value::{Dict, Value};
+use figment::{Figment, Metadata, Provider, Source};
 use serde::Serialize;
 
-use super::Section;
 use super::env::{self, EnvSnapshot, EnvWarning};
 use super::error::{ConfigError, origin};
 use super::help::{EnvHelp, EnvVar};
-use super::schema::{Node, Schema, section_path};
-use super::secret::{REDACTED, exposing};
+use super::layer::{Layer, nest, read_config_file, serialize_defaults};
+use super::schema::{Schema, section_path};
+use super::unknown::{UnknownKey, unknown_keys};
+use super::{Section, dump};
 use crate::components::TypeIdBuildHasher;
-
-/// One parsed config layer with the metadata that names where it came from.
-#[derive(Clone, Debug)]
-pub(crate) struct Layer {
-    metadata: Metadata,
-    data: Dict,
-}
-
-impl Layer {
-    /// A layer that sets `value` at `path`, from environment variable `var`.
-    pub(crate) fn env(var: &str, path: &[String], value: Value) -> Self {
-        Self {
-            metadata: Metadata::named(format!("environment variable {var}")),
-            data: nest(path, value),
-        }
-    }
-}
-
-impl Provider for Layer {
-    fn metadata(&self) -> Metadata {
-        self.metadata.clone()
-    }
-
-    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        Ok(Profile::Default.collect(self.data.clone()))
-    }
-}
-
-/// The most a config file may hold: more is a mistake (a log, a device), not a config.
-pub(crate) const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
-
-/// Reads a config file: a regular file (never a device or a pipe, which could be read forever
-/// or block) of at most [`MAX_FILE_SIZE`] bytes.
-fn read_config_file(path: &Path, var: Option<&str>) -> Result<String, ConfigError> {
-    use std::io::Read;
-
-    let metadata =
-        std::fs::metadata(path).map_err(|error| ConfigError::missing_file(path, var, error))?;
-    if !metadata.is_file() {
-        return Err(ConfigError::not_a_file(path, var, &metadata.file_type()));
-    }
-    let file =
-        std::fs::File::open(path).map_err(|error| ConfigError::missing_file(path, var, error))?;
-    let mut bytes = Vec::new();
-    // One byte more than allowed tells a file at the limit from a larger one.
-    file.take(MAX_FILE_SIZE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|error| ConfigError::missing_file(path, var, error))?;
-    if bytes.len() as u64 > MAX_FILE_SIZE {
-        return Err(ConfigError::too_large(path, var, MAX_FILE_SIZE));
-    }
-    String::from_utf8(bytes).map_err(|error| {
-        ConfigError::missing_file(
-            path,
-            var,
-            std::io::Error::new(std::io::ErrorKind::InvalidData, error.utf8_error()),
-        )
-    })
-}
-
-/// `["a", "b"]`, `v` -> `{ a = { b = v } }`; an empty path keeps a table as it is.
-pub(crate) fn nest(path: &[String], value: Value) -> Dict {
-    let mut value = value;
-    for key in path.iter().rev() {
-        let mut dict = Dict::new();
-        dict.insert(key.clone(), value);
-        value = Value::from(dict);
-    }
-    value.into_dict().unwrap_or_default()
-}
-
-/// Serialises in-code defaults into a config table; [`Secret`](super::Secret) values keep
-/// their real value here. Used by [`ConfigSource::defaults`] and by `section!(T, "name", default)`.
-///
-/// ```
-/// #[derive(serde::Serialize)]
-/// struct Http { port: u16 }
-///
-/// let table = buvar_kit::config::serialize_defaults(&Http { port: 8080 }).unwrap();
-/// assert_eq!(table["port"].to_u128(), Some(8080));
-/// ```
-pub fn serialize_defaults<T: Serialize>(value: &T) -> Result<Dict, ConfigError> {
-    let type_name = std::any::type_name::<T>();
-    let value = exposing(|| Value::serialize(value).map_err(|error| error.to_string()))
-        .map_err(|message| ConfigError::defaults(type_name, message))?;
-    match value {
-        Value::Dict(_, dict) => Ok(dict),
-        other => Err(ConfigError::defaults(
-            type_name,
-            format!(
-                "it serialises to {}, not to a table of keys",
-                other.to_actual()
-            ),
-        )),
-    }
-}
 
 /// A section type this source has seen: its shape and its in-code defaults.
 #[derive(Debug)]
@@ -726,20 +631,11 @@ impl ConfigSource {
     pub fn dump(&self) -> Result<String, ConfigError> {
         let known: Vec<Arc<Known>> = self.known().values().cloned().collect();
         let figment = self.figment_for(&known)?;
-        let mut value = match figment.find_value("") {
-            Ok(value) => value,
-            Err(error) if error.missing() => Value::from(Dict::new()),
-            Err(error) => return Err(ConfigError::values(error, &[], &|_| None, &|_| false)),
-        };
-        strip_empty(&mut value);
-        for known in &known {
-            for leaf in known.schema.leaves.iter().filter(|leaf| leaf.secret) {
-                redact(&mut value, &leaf.path);
-            }
-        }
-        let table =
-            toml::Value::try_from(&value).map_err(|error| ConfigError::dump(error.to_string()))?;
-        toml::to_string_pretty(&table).map_err(|error| ConfigError::dump(error.to_string()))
+        let secrets = known
+            .iter()
+            .flat_map(|known| known.schema.leaves.iter().filter(|leaf| leaf.secret))
+            .map(|leaf| leaf.path.as_slice());
+        dump::to_toml(&figment, secrets)
     }
 }
 
@@ -753,169 +649,9 @@ fn plugins_leaf() -> super::schema::Leaf {
     }
 }
 
-/// TOML has no null: drop what serialised as `None`.
-fn strip_empty(value: &mut Value) {
-    match value {
-        Value::Dict(_, dict) => {
-            dict.retain(|_, value| !matches!(value, Value::Empty(..)));
-            dict.values_mut().for_each(strip_empty);
-        }
-        Value::Array(_, items) => {
-            items.retain(|value| !matches!(value, Value::Empty(..)));
-            items.iter_mut().for_each(strip_empty);
-        }
-        _ => {}
-    }
-}
-
-fn redact(value: &mut Value, path: &[String]) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    let mut current = value;
-    for key in parents {
-        let Value::Dict(_, dict) = current else {
-            return;
-        };
-        let Some(next) = dict.get_mut(key) else {
-            return;
-        };
-        current = next;
-    }
-    if let Value::Dict(_, dict) = current {
-        if let Some(secret) = dict.get_mut(last) {
-            *secret = Value::from(REDACTED);
-        }
-    }
-}
-
-/// A key that matches no field of its section.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UnknownKey {
-    key: String,
-    origin: String,
-    suggestion: Option<String>,
-    /// `unknown key` or `unknown section`.
-    what: &'static str,
-}
-
-impl UnknownKey {
-    /// The dotted key, e.g. `http.portt`.
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-
-    /// Where it was set: file and line, TOML text, environment variable...
-    pub fn origin(&self) -> &str {
-        &self.origin
-    }
-}
-
-impl fmt::Display for UnknownKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}, from {}", self.key, self.what, self.origin)?;
-        match &self.suggestion {
-            Some(suggestion) => write!(f, "; did you mean `{suggestion}`?"),
-            None => f.write_str("; remove it or check its spelling"),
-        }
-    }
-}
-
-/// Keys under `schema`'s section that match none of its fields. Tables that hold another
-/// known section (`[db.replica]` inside `[db]`) are not unknown; at the root, no table is,
-/// since each belongs to some section.
-fn unknown_keys(figment: &Figment, schema: &Schema, sections: &[Vec<String>]) -> Vec<UnknownKey> {
-    let path = section_path(schema.section);
-    let Ok(value) = figment.find_value(schema.section) else {
-        return Vec::new();
-    };
-    let mut scan = UnknownScan {
-        figment,
-        sections,
-        found: Vec::new(),
-    };
-    scan.visit(&value, &schema.tree, &path);
-    scan.found
-}
-
-struct UnknownScan<'a> {
-    figment: &'a Figment,
-    sections: &'a [Vec<String>],
-    found: Vec<UnknownKey>,
-}
-
-impl UnknownScan<'_> {
-    fn visit(&mut self, value: &Value, node: &Node, path: &[String]) {
-        let (Node::Fields(fields), Value::Dict(_, dict)) = (node, value) else {
-            return;
-        };
-        for (key, value) in dict {
-            let mut child = path.to_vec();
-            child.push(key.clone());
-            match fields.get(key) {
-                Some(node) => self.visit(value, node, &child),
-                None if self.belongs_elsewhere(path, key, value, &child) => {}
-                None => self.found.push(UnknownKey {
-                    key: child.join("."),
-                    origin: self.figment.get_metadata(value.tag()).map_or_else(
-                        || "an unnamed layer".to_owned(),
-                        |metadata| origin(metadata, &child),
-                    ),
-                    suggestion: env::closest(key, fields.keys().map(String::as_str))
-                        .map(str::to_owned),
-                    what: "unknown key",
-                }),
-            }
-        }
-    }
-
-    fn belongs_elsewhere(
-        &self,
-        parent: &[String],
-        key: &str,
-        value: &Value,
-        child: &[String],
-    ) -> bool {
-        let is_table = matches!(value, Value::Dict(..));
-        if parent.is_empty() {
-            return is_table || key == "plugins";
-        }
-        is_table
-            && self
-                .sections
-                .iter()
-                .any(|section| section.starts_with(child))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn path(keys: &[&str]) -> Vec<String> {
-        keys.iter().map(|key| (*key).to_owned()).collect()
-    }
-
-    #[test]
-    fn nest_wraps_a_value_in_tables_along_the_path() {
-        let dict = nest(&path(&["a", "b"]), Value::from(1));
-        assert_eq!(
-            Value::from(dict).find_ref("a.b").and_then(Value::to_i128),
-            Some(1)
-        );
-    }
-
-    #[test]
-    fn redact_replaces_only_the_value_at_the_path() {
-        let mut value = Value::from(nest(&path(&["db", "password"]), Value::from("hunter2")));
-        redact(&mut value, &path(&["db", "password"]));
-        redact(&mut value, &path(&["db", "absent", "deeper"]));
-        assert_eq!(
-            value.find_ref("db.password").and_then(Value::as_str),
-            Some(REDACTED)
-        );
-        assert!(value.find_ref("db.absent").is_none());
-    }
 
     #[derive(Debug, serde::Deserialize)]
     struct Flags {
@@ -995,16 +731,5 @@ mod tests {
             error.contains("from in-code defaults of `Value`"),
             "{error}"
         );
-    }
-
-    #[test]
-    fn strip_empty_drops_none_values_at_any_depth() {
-        let mut inner = Dict::new();
-        inner.insert("gone".to_owned(), Value::serialize(None::<u8>).unwrap());
-        inner.insert("kept".to_owned(), Value::from(1));
-        let mut value = Value::from(nest(&path(&["a"]), Value::from(inner)));
-        strip_empty(&mut value);
-        assert!(value.find_ref("a.gone").is_none());
-        assert!(value.find_ref("a.kept").is_some());
     }
 }

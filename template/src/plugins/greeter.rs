@@ -26,7 +26,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::Path;
 use axum::routing::get;
-use buvar_axum::{Config, Inject, PrepareExt, Service};
+use buvar_axum::{Config, Inject, PrepareExt, App};
 use buvar_kit::{BoxError, Cancel, Context, Plugin, Prepare};
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! A [`Service`] with before-fork steps, for `tests/tests/before_fork.rs`; every `[http]`
+//! An [`App`] with before-fork steps, for `tests/tests/before_fork.rs`; every `[http]`
 //! setting comes from `BF_*` variables. What the steps do is chosen by the environment:
 //!
 //! - `record` appends this process's pid to the file named by `BF_STEP_LOG`, if set;
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use buvar_axum::{PrepareExt, Service};
+use buvar_axum::{App, PrepareExt};
 use buvar_kit::{BoxError, ConfigSource, Context, Plugin, Prepare};
 
 async fn record(ctx: Context) -> Result<(), BoxError> {
@@ -54,7 +54,7 @@ async fn routes(cx: Prepare) -> Result<(), BoxError> {
 }
 
 fn main() -> ExitCode {
-    Service::new("BF")
+    App::new("BF")
         .before_fork("record", record)
         .before_fork("migrate", migrate)
         .before_fork("leak", leak)

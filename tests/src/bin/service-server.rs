@@ -1,4 +1,4 @@
-//! A service built with [`Service`], the whole `main` builder, for the end-to-end tests:
+//! A service built with [`App`], the whole `main` builder, for the end-to-end tests:
 //! every `[http]` setting comes from the config file or `SVC_*` variables.
 //!
 //! Routes: `GET /` counts `app_hits_total` (a metric of the service's own) and answers the
@@ -19,7 +19,7 @@ use axum::Router;
 use axum::extract::Query;
 use axum::routing::{get, post};
 use buvar_axum::tls::ClientCertificate;
-use buvar_axum::{Inject, PrepareExt, Service};
+use buvar_axum::{App, Inject, PrepareExt};
 use buvar_kit::config::Secret;
 use buvar_kit::{BoxError, Config, ConfigSource, Plugin, Prepare};
 use serde::{Deserialize, Serialize};
@@ -136,7 +136,7 @@ async fn routes(cx: Prepare) -> Result<(), BoxError> {
 }
 
 fn main() -> ExitCode {
-    Service::new("SVC")
+    App::new("SVC")
         .section::<VaultConfig>()
         .load(Plugin::new("vault", vault))
         .load(Plugin::new("routes", routes))
