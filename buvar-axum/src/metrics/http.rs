@@ -2,6 +2,7 @@
 //! OpenTelemetry HTTP semantic conventions name them, recorded through the `metrics` facade.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -99,14 +100,48 @@ pub(crate) struct HttpMetricsLayer {
     shared: Arc<Shared>,
 }
 
-/// The histogram of one method and status of a route.
-type Duration = (Method, u16, Histogram);
+/// The histogram of one route template, method and status.
+#[derive(Debug)]
+struct Duration {
+    route: Box<str>,
+    method: Method,
+    status: u16,
+    histogram: Histogram,
+}
 
 #[derive(Debug)]
 struct Shared {
     active: Gauge,
-    /// Handles by route template, then method and status: resolved once per combination.
-    durations: RwLock<HashMap<Box<str>, Vec<Duration>>>,
+    /// Handles by where the route template is stored, then template, method and status:
+    /// resolved once per combination. axum keeps one copy of each template and hands every
+    /// request of the route that copy, so its address finds it without hashing the text; the
+    /// text is compared still, so that another template at a reused address is told apart.
+    durations: RwLock<HashMap<usize, Vec<Duration>, BuildHasherDefault<AddressHasher>>>,
+}
+
+/// Hashes an address: one multiplication.
+#[derive(Debug, Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        // Fibonacci hashing: the high bits, which the table uses, depend on every bit.
+        self.0 = (self.0 ^ value).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.write_u64(value as u64);
+    }
 }
 
 impl HttpMetricsLayer {
@@ -129,36 +164,38 @@ impl HttpMetricsLayer {
 
 impl Shared {
     fn record(&self, method: &Method, route: &str, status: u16, seconds: f64) {
-        let found = self
+        let address = route.as_ptr() as usize;
+        let matches = |d: &Duration| d.status == status && d.method == *method && *d.route == *route;
+        if let Some(known) = self
             .durations
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(route)
-            .and_then(|handles| {
-                handles
-                    .iter()
-                    .find(|(m, s, _)| m == method && *s == status)
-                    .map(|(_, _, histogram)| histogram.clone())
-            });
-        let histogram = match found {
-            Some(histogram) => histogram,
-            None => {
-                let histogram = metrics::histogram!(
-                    DURATION,
-                    "method" => method_label(method),
-                    "route" => route.to_owned(),
-                    "status" => status.to_string(),
-                );
-                self.durations
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .entry(route.into())
-                    .or_default()
-                    .push((method.clone(), status, histogram.clone()));
-                histogram
-            }
-        };
+            .get(&address)
+            .and_then(|handles| handles.iter().find(|d| matches(d)))
+        {
+            known.histogram.record(seconds);
+            return;
+        }
+        let histogram = metrics::histogram!(
+            DURATION,
+            "method" => method_label(method),
+            "route" => route.to_owned(),
+            "status" => status.to_string(),
+        );
         histogram.record(seconds);
+        let mut durations = self
+            .durations
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let handles = durations.entry(address).or_default();
+        if !handles.iter().any(matches) {
+            handles.push(Duration {
+                route: route.into(),
+                method: method.clone(),
+                status,
+                histogram,
+            });
+        }
     }
 }
 
