@@ -2,8 +2,8 @@
 //! OpenTelemetry HTTP semantic conventions name them, recorded through the `metrics` facade.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::task::{Context, Poll, ready};
@@ -165,7 +165,8 @@ impl HttpMetricsLayer {
 impl Shared {
     fn record(&self, method: &Method, route: &str, status: u16, seconds: f64) {
         let address = route.as_ptr() as usize;
-        let matches = |d: &Duration| d.status == status && d.method == *method && *d.route == *route;
+        let matches =
+            |d: &Duration| d.status == status && d.method == *method && *d.route == *route;
         if let Some(known) = self
             .durations
             .read()

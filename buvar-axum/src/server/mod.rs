@@ -22,13 +22,13 @@ use tokio::sync::watch;
 use tower::{Service, ServiceBuilder};
 use tower_http::trace::TraceLayer;
 
+use guard::GuardLayer;
 pub use ranges::SettingOutOfRange;
 pub(crate) use ranges::check_http;
 pub use readiness::{ReadinessConfig, ReadinessError};
 use request_id::{RequestIdLayer, X_REQUEST_ID};
 pub use routes::PrepareExt;
 pub(crate) use routes::{Routes, merge as merge_routes};
-use guard::GuardLayer;
 
 use crate::HttpConfig;
 use crate::serving::Serving;
