@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
-use bytes::BytesMut;
 use http::header::{Entry, HeaderName};
 use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
@@ -50,38 +49,20 @@ impl RequestIdLayer {
     }
 }
 
-/// Room for at least this many ids in each buffer the ids are cut from.
-const IDS_PER_BUFFER: usize = 128;
-
-/// The longest id: a u32 and a dash, then a u64.
-const MAX_ID: usize = 32;
-
-std::thread_local! {
-    /// Where this thread writes its ids: each id is a slice of a shared buffer rather than an
-    /// allocation of its own, one buffer per [`IDS_PER_BUFFER`] ids or more.
-    static BUFFER: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
-}
-
 impl Ids {
     fn make(&self) -> HeaderValue {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut id = [0_u8; MAX_ID];
+        // The prefix holds at most 11 bytes (a u32 and a dash), a u64 at most 20 digits.
+        let mut id = [0_u8; 32];
         id[..self.prefix.len()].copy_from_slice(&self.prefix);
         let end = write_decimal(&mut id, self.prefix.len(), n);
-        let id = BUFFER.with_borrow_mut(|buffer| {
-            if buffer.capacity() - buffer.len() < MAX_ID {
-                *buffer = BytesMut::with_capacity(IDS_PER_BUFFER * MAX_ID);
-            }
-            buffer.extend_from_slice(&id[..end]);
-            buffer.split().freeze()
-        });
-        HeaderValue::from_maybe_shared(id)
+        HeaderValue::from_bytes(&id[..end])
             .unwrap_or_else(|_| HeaderValue::from_static("invalid-request-id"))
     }
 }
 
 /// Writes `value` in decimal at `at`; returns the end.
-fn write_decimal(buffer: &mut [u8; MAX_ID], at: usize, mut value: u64) -> usize {
+fn write_decimal(buffer: &mut [u8; 32], at: usize, mut value: u64) -> usize {
     let len = value
         .checked_ilog10()
         .map_or(1, |digits| digits as usize + 1);
