@@ -8,6 +8,10 @@
 # Variants: a (plain axum), i (plain axum with tower-http layers), c (buvar-axum, one
 # process, current-thread runtime), e (as c, the three extractors), o (as c, `[metrics]` off).
 # Needs valgrind and wrk.
+#   BIN=DIR      measure the binaries in DIR instead of building (e.g. a copy of an older commit's
+#                `target/release`, to compare two commits in one run)
+#   KEEP=DIR     keep the callgrind files there (DIR/<variant>.<seconds>.out), for
+#                `callgrind_annotate` diffs per function
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,11 +20,20 @@ long=${LONG:-6}
 variants=("$@")
 [ ${#variants[@]} -eq 0 ] && variants=(a i c e)
 
-cargo build --release --locked -p buvar-bench --bins >&2
-target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-bin="$target_dir/release"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+if [ -n "${BIN:-}" ]; then
+    bin=$BIN
+else
+    cargo build --release --locked -p buvar-bench --bins >&2
+    target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+    bin="$target_dir/release"
+fi
+if [ -n "${KEEP:-}" ]; then
+    mkdir -p "$KEEP"
+    work=$KEEP
+else
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+fi
 
 # run VARIANT SECONDS: prints "<requests> <instructions>"
 run() {

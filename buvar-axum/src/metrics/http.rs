@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::task::{Context, Poll, ready};
@@ -100,13 +101,41 @@ pub(crate) struct HttpMetricsLayer {
 }
 
 /// The histogram of one method and status of a route.
-type Duration = (Method, u16, Histogram);
+#[derive(Debug)]
+struct Duration {
+    method: Method,
+    status: u16,
+    histogram: Histogram,
+}
 
 #[derive(Debug)]
 struct Shared {
     active: Gauge,
     /// Handles by route template, then method and status: resolved once per combination.
-    durations: RwLock<HashMap<Box<str>, Vec<Duration>>>,
+    durations: RwLock<HashMap<Box<str>, Vec<Duration>, BuildHasherDefault<TemplateHasher>>>,
+}
+
+/// FNV-1a: route templates are short and chosen by the service, not by clients, so the
+/// SipHash of the default hasher (a third of what recording cost) buys nothing here.
+#[derive(Debug)]
+struct TemplateHasher(u64);
+
+impl Default for TemplateHasher {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for TemplateHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 impl HttpMetricsLayer {
@@ -129,36 +158,37 @@ impl HttpMetricsLayer {
 
 impl Shared {
     fn record(&self, method: &Method, route: &str, status: u16, seconds: f64) {
-        let found = self
+        let matches = |d: &Duration| d.status == status && d.method == *method;
+        // Recorded under the read lock: no clone of the handle per request.
+        if let Some(known) = self
             .durations
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(route)
-            .and_then(|handles| {
-                handles
-                    .iter()
-                    .find(|(m, s, _)| m == method && *s == status)
-                    .map(|(_, _, histogram)| histogram.clone())
-            });
-        let histogram = match found {
-            Some(histogram) => histogram,
-            None => {
-                let histogram = metrics::histogram!(
-                    DURATION,
-                    "method" => method_label(method),
-                    "route" => route.to_owned(),
-                    "status" => status.to_string(),
-                );
-                self.durations
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .entry(route.into())
-                    .or_default()
-                    .push((method.clone(), status, histogram.clone()));
-                histogram
-            }
-        };
+            .and_then(|handles| handles.iter().find(|d| matches(d)))
+        {
+            known.histogram.record(seconds);
+            return;
+        }
+        let histogram = metrics::histogram!(
+            DURATION,
+            "method" => method_label(method),
+            "route" => route.to_owned(),
+            "status" => status.to_string(),
+        );
         histogram.record(seconds);
+        let mut durations = self
+            .durations
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let handles = durations.entry(route.into()).or_default();
+        if !handles.iter().any(matches) {
+            handles.push(Duration {
+                method: method.clone(),
+                status,
+                histogram,
+            });
+        }
     }
 }
 

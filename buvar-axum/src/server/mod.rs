@@ -1,11 +1,11 @@
 //! The axum server plugin: one router from every plugin's routes, served on the shared
 //! listeners with graceful shutdown on [`Cancel`].
 
+mod guard;
 mod ranges;
 mod readiness;
 mod request_id;
 mod routes;
-mod timeout;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,17 +20,15 @@ use axum::routing::get;
 use buvar_kit::{BoxError, Cancel, ConfigSource, Context, ContextLayer, Plugin, Prepare, Stage};
 use tokio::sync::watch;
 use tower::{Service, ServiceBuilder};
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
+use guard::GuardLayer;
 pub use ranges::SettingOutOfRange;
 pub(crate) use ranges::check_http;
 pub use readiness::{ReadinessConfig, ReadinessError};
 use request_id::{RequestIdLayer, X_REQUEST_ID};
 pub use routes::PrepareExt;
 pub(crate) use routes::{Routes, merge as merge_routes};
-use timeout::RequestTimeoutLayer;
 
 use crate::HttpConfig;
 use crate::serving::Serving;
@@ -284,9 +282,7 @@ where
         .option_layer(metrics.map(|layer| (*layer).clone()))
         .layer(RequestIdLayer::new(std::process::id()))
         .layer(trace)
-        .layer(CatchPanicLayer::new())
-        .layer(RequestBodyLimitLayer::new(http.body_limit))
-        .layer(RequestTimeoutLayer::new(http.request_timeout()))
+        .layer(GuardLayer::new(http.body_limit, http.request_timeout()))
         // axum's extractors stop at 2 MiB by themselves: only another limit needs telling
         // them, which costs an entry in every request's extensions.
         .option_layer(

@@ -30,6 +30,7 @@ mod activity;
 mod h2;
 mod service;
 mod upgrade;
+mod woken;
 mod write_timeout;
 
 pub use h2::H2Config;
@@ -37,6 +38,7 @@ pub use upgrade::{UpgradeRefused, UpgradeTracker, UpgradedConnection};
 
 use activity::ConnectionActivity;
 use service::ConnectionService;
+use woken::WhenWoken;
 use write_timeout::WriteTimeout;
 
 /// The most a connection buffers in this process for each direction: pipelined requests read
@@ -489,6 +491,18 @@ fn serve_connection<S, B>(
     });
 }
 
+/// Why a connection stops before it ends by itself.
+enum Stop {
+    /// The drain began: close once idle.
+    Drain,
+    /// The drain's time is up.
+    Kill,
+    /// An HTTP/2 client cancels more streams than it lets finish.
+    Abusive,
+    /// No request within the header read timeout.
+    Silent,
+}
+
 /// Serves HTTP/1.1 or HTTP/2 on one connection until it ends, the drain closes it or the
 /// client misbehaves.
 async fn drive<I, S, C, B>(io: I, service: S, connections: Connections<C>)
@@ -513,30 +527,43 @@ where
     let service = ConnectionService::new(service, activity.clone());
     let mut connection = pin!(http.serve_connection_with_upgrades(TokioIo::new(io), service));
     // hyper's header read timeout starts once it knows the protocol, and HTTP/2 has
-    // none: this one covers the first bytes, the HTTP/2 preface and settings, and the
+    // none: `first_request` covers the first bytes, the HTTP/2 preface and settings, and the
     // first request of either protocol.
-    let mut first_request = pin!(tokio::time::sleep(first_request_timeout));
-    let mut awaiting_first = true;
-    let ended = loop {
-        tokio::select! {
-            ended = connection.as_mut() => break Some(ended),
-            () = close_idle.cancelled() => break None,
-            () = kill.cancelled() => return,
-            () = activity.abusive() => {
+    let signals = WhenWoken::new(async {
+        let mut first_request = pin!(tokio::time::sleep(first_request_timeout));
+        let mut awaiting_first = true;
+        loop {
+            tokio::select! {
+                () = close_idle.cancelled() => return Stop::Drain,
+                () = kill.cancelled() => return Stop::Kill,
+                () = activity.abusive() => return Stop::Abusive,
+                () = first_request.as_mut(), if awaiting_first => {
+                    if !activity.requested() {
+                        return Stop::Silent;
+                    }
+                    awaiting_first = false;
+                }
+            }
+        }
+    });
+    let ended = tokio::select! {
+        biased;
+        ended = connection.as_mut() => Some(ended),
+        stop = signals => match stop {
+            Stop::Drain => None,
+            Stop::Kill => return,
+            Stop::Abusive => {
                 tracing::warn!(
                     "closing an HTTP/2 connection whose client cancels more streams \
                      than it lets finish (http.h2.max_reset_streams)"
                 );
                 return;
             }
-            () = first_request.as_mut(), if awaiting_first => {
-                if !activity.requested() {
-                    tracing::debug!("no request within the header read timeout; closing");
-                    return;
-                }
-                awaiting_first = false;
+            Stop::Silent => {
+                tracing::debug!("no request within the header read timeout; closing");
+                return;
             }
-        }
+        },
     };
     let ended = match ended {
         Some(ended) => ended,
