@@ -45,6 +45,7 @@
 //! | `fork` | the pre-fork supervisor and its workers (Linux only) |
 //! | [`serving`] | serving a router on sockets with a graceful drain |
 //! | [`testing`] | calling the staged router without a socket, or a real server on port 0 |
+//! | `grpc` | tonic services beside the routes, injection in their methods, `grpc.health.v1` (feature `grpc`) |
 //! | `tls` | `[http.tls]`: rustls, ALPN, mutual TLS, certificate reload (feature `tls`) |
 //! | `websocket` | WebSockets that take part in the graceful drain (feature `ws`) |
 //!
@@ -64,6 +65,8 @@ mod child;
 mod config;
 #[cfg(target_os = "linux")]
 pub mod fork;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 mod metrics;
 #[cfg(feature = "otel")]
 mod otel;
@@ -82,6 +85,8 @@ pub use before_fork::BeforeForkError;
 pub use buvar_kit::extract::{Component, Config, Inject};
 pub use buvar_kit::{ContextLayer, Jobs};
 pub use config::HttpConfig;
+#[cfg(feature = "grpc")]
+pub use grpc::{GrpcRequestExt, PrepareGrpcExt};
 pub use metrics::{MetricsConfig, MetricsError};
 #[cfg(feature = "otel")]
 pub use otel::{OtelConfig, OtelError};

@@ -26,6 +26,8 @@ use tower_http::trace::TraceLayer;
 
 pub use ranges::SettingOutOfRange;
 pub(crate) use ranges::check_http;
+#[cfg(feature = "grpc")]
+pub(crate) use readiness::ReadyVerdict;
 pub use readiness::{ReadinessConfig, ReadinessError};
 use request_id::{RequestIdLayer, X_REQUEST_ID};
 pub use routes::PrepareExt;
