@@ -233,3 +233,16 @@ async fn the_same_service_from_two_plugins_is_a_clash_naming_the_second() {
         .router(|_router: Router| async {})
         .await;
 }
+
+#[tokio::test]
+async fn a_message_over_the_body_limit_ends_the_call_with_a_grpc_status() {
+    let big = probe(&"x".repeat(64 * 1024));
+    let (code, text, answer) = ask(
+        "[http]\nbody_limit = 1024\n",
+        call("/test.Probe/Probe", &big, &[]),
+    )
+    .await;
+    assert!(answer.is_none(), "{answer:?}");
+    assert_eq!(code, Code::ResourceExhausted, "{text}");
+    assert!(text.contains("[http] body_limit (1024 bytes)"), "{text}");
+}

@@ -37,7 +37,9 @@ impl proto::greeter_server::Greeter for GreeterService {
         let greeter = request.nject::<Greeter>().await?;
         let name = &request.get_ref().name;
         if name.is_empty() {
-            return Err(Status::invalid_argument("`name` is empty: say who to greet"));
+            return Err(Status::invalid_argument(
+                "`name` is empty: say who to greet",
+            ));
         }
         Ok(Response::new(GreetReply {
             greeting: greeter.greet(name),

@@ -1,5 +1,7 @@
-//! The deadline of a gRPC call: the shorter of the client's `grpc-timeout` and
-//! `[http] request_timeout`, answered `DEADLINE_EXCEEDED` when it passes.
+//! What a gRPC call gets from the kit beyond the server's layers: its deadline (the shorter of
+//! the client's `grpc-timeout` and `[http] request_timeout`, answered `DEADLINE_EXCEEDED`),
+//! `RESOURCE_EXHAUSTED` for messages over `[http] body_limit`, and the request's head for the
+//! adapters that depend on it.
 
 use std::any::TypeId;
 use std::convert::Infallible;
@@ -8,10 +10,12 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use buvar_kit::RequestContext;
+use axum::body::Body;
 use buvar_kit::di::Adapters;
+use buvar_kit::{BoxError, RequestContext};
 use http::request::Parts;
 use http::{HeaderValue, Request, Response};
+use http_body_util::{BodyExt, LengthLimitError};
 use tonic::Status;
 use tower::Service;
 
@@ -63,27 +67,34 @@ pub(crate) fn deadline(
     Ok(asked.min(limit))
 }
 
-/// A tonic service with the deadline of each call, and the request's head in its context when
-/// an adapter needs it (as the `Inject` extractor does for routes).
+/// A tonic service with the deadline of each call, the body limit as a gRPC status, and the
+/// request's head in its context when an adapter needs it (as the `Inject` extractor does for
+/// routes).
 #[derive(Debug, Clone)]
 pub(crate) struct GrpcCall<S> {
     inner: S,
     /// `[http] request_timeout`.
     limit: Duration,
+    /// `[http] body_limit`.
+    body_limit: usize,
 }
 
 impl<S> GrpcCall<S> {
-    pub(crate) fn new(inner: S, limit: Duration) -> Self {
-        Self { inner, limit }
+    pub(crate) fn new(inner: S, limit: Duration, body_limit: usize) -> Self {
+        Self {
+            inner,
+            limit,
+            body_limit,
+        }
     }
 }
 
 type BoxFuture =
     Pin<Box<dyn Future<Output = Result<Response<tonic::body::Body>, Infallible>> + Send>>;
 
-impl<S, B> Service<Request<B>> for GrpcCall<S>
+impl<S> Service<Request<Body>> for GrpcCall<S>
 where
-    S: Service<Request<B>, Response = Response<tonic::body::Body>, Error = Infallible>,
+    S: Service<Request<Body>, Response = Response<tonic::body::Body>, Error = Infallible>,
     S::Future: Send + 'static,
 {
     type Response = Response<tonic::body::Body>;
@@ -94,7 +105,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
         let timeout = match deadline(request.headers().get(GRPC_TIMEOUT), self.limit) {
             Ok(timeout) => timeout,
             Err(err) => {
@@ -104,6 +115,9 @@ where
             }
         };
         add_head_if_needed(&request);
+        let body_limit = self.body_limit;
+        let request =
+            request.map(|body| Body::new(body.map_err(move |err| over_the_limit(err, body_limit))));
         let call = self.inner.call(request);
         Box::pin(async move {
             match tokio::time::timeout(timeout, call).await {
@@ -117,9 +131,24 @@ where
     }
 }
 
+/// The body limit's error as `RESOURCE_EXHAUSTED`, which tonic finds in the error's chain and
+/// answers with; any other error as it is.
+fn over_the_limit(err: axum::Error, body_limit: usize) -> BoxError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(error) = source {
+        if error.is::<LengthLimitError>() {
+            return Box::new(Status::resource_exhausted(format!(
+                "the request's messages are larger than [http] body_limit ({body_limit} bytes)"
+            )));
+        }
+        source = error.source();
+    }
+    Box::new(err)
+}
+
 /// Adds the request's head (without its extensions, which hold the context itself) to the
 /// request's context when some adapter depends on it.
-fn add_head_if_needed<B>(request: &Request<B>) {
+fn add_head_if_needed(request: &Request<Body>) {
     let Some(context) = request.extensions().get::<RequestContext>() else {
         return;
     };
