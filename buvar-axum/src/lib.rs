@@ -44,6 +44,7 @@
 //! | `fork` | the pre-fork supervisor and its workers (Linux only) |
 //! | [`serving`] | serving a router on sockets with a graceful drain |
 //! | [`testing`] | calling the staged router without a socket, or a real server on port 0 |
+//! | `grpc` | tonic services beside the routes, injection in their methods, `grpc.health.v1` (feature `grpc`) |
 //! | `tls` | `[http.tls]`: rustls, ALPN, mutual TLS, certificate reload (feature `tls`) |
 //! | `websocket` | WebSockets that take part in the graceful drain (feature `ws`) |
 //!
@@ -63,6 +64,8 @@ mod child;
 mod config;
 #[cfg(target_os = "linux")]
 pub mod fork;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 mod metrics;
 #[cfg(feature = "otel")]
 mod otel;
@@ -86,6 +89,8 @@ pub use buvar_kit::{
     BoxError, Cancel, Context, ContextLayer, Jobs, Plugin, Prepare, Secret, Section, Stage, section,
 };
 pub use config::HttpConfig;
+#[cfg(feature = "grpc")]
+pub use grpc::{GrpcRequestExt, PrepareGrpcExt};
 pub use metrics::{MetricsConfig, MetricsError};
 #[cfg(feature = "otel")]
 pub use otel::{OtelConfig, OtelError};

@@ -14,6 +14,9 @@ use {{crate_name}}::plugins;
 fn main() -> ExitCode {
     let service = App::new("{{env_prefix}}");
     let service = plugins::greeter::install(service);
+{%- if grpc %}
+    let service = service.load(plugins::greeter_grpc::plugin());
+{%- endif %}
 {%- if database == "postgres" %}
     let service = service
         .section::<database::DatabaseConfig>()

@@ -97,6 +97,21 @@ impl GroupChild {
         self.lines.recv_timeout(left).ok()
     }
 
+    /// Reads stdout lines into `lines` until `count` of all it holds contain `text`.
+    ///
+    /// # Panics
+    ///
+    /// When fewer arrive within 20 s.
+    pub fn read_until(&self, lines: &mut Vec<String>, text: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while lines.iter().filter(|line| line.contains(text)).count() < count {
+            let line = self
+                .next_line(deadline)
+                .unwrap_or_else(|| panic!("timed out waiting for {count} lines with {text:?}"));
+            lines.push(line);
+        }
+    }
+
     /// Live (non-zombie) children of the child, sorted.
     pub fn workers(&self) -> Vec<i32> {
         let mut workers = live_children(self.pid().as_raw());

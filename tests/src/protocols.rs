@@ -64,6 +64,17 @@ impl Example {
     }
 }
 
+impl Example {
+    /// Waits until `count` stdout lines in all contain `text` (reading on as needed).
+    ///
+    /// # Panics
+    ///
+    /// When fewer arrive within 20 s.
+    pub fn wait_lines(&mut self, text: &str, count: usize) {
+        self.child.read_until(&mut self.stdout, text, count);
+    }
+}
+
 /// Binary `bin` of this crate with a clean `APP_*` environment and JSON logs.
 pub fn command(bin: &str) -> Command {
     let mut command = Command::new(bin_path(bin));

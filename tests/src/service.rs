@@ -128,20 +128,7 @@ impl Service {
     ///
     /// When fewer arrive within 20 s.
     pub fn wait_lines(&mut self, text: &str, count: usize) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self
-            .stdout
-            .iter()
-            .filter(|line| line.contains(text))
-            .count()
-            < count
-        {
-            let line = self
-                .child
-                .next_line(deadline)
-                .unwrap_or_else(|| panic!("timed out waiting for {count} lines with {text:?}"));
-            self.stdout.push(line);
-        }
+        self.child.read_until(&mut self.stdout, text, count);
     }
 
     /// Waits for the supervisor to exit (without signalling it) and collects what it wrote.

@@ -50,13 +50,13 @@ fn run(command: &mut Command) {
     assert!(status.success(), "{command:?} failed with {status}");
 }
 
-/// Renders this workspace's `template/` into `destination/NAME`.
-fn render_from_path(destination: &Path) -> PathBuf {
+/// Renders this workspace's `template/` into `destination/NAME`, with `defines` (`-d KEY=VALUE`).
+fn render_from_path(destination: &Path, defines: &[(&str, &str)]) -> PathBuf {
     render(
         &TemplateSource::Path(template_dir()),
         NAME,
         destination,
-        &[],
+        defines,
     )
     .unwrap_or_else(|err| panic!("cannot render the template: {err:?}"))
 }
@@ -90,7 +90,7 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn renders_every_placeholder_and_the_same_from_git_as_from_a_path() {
     let dir = tempfile::tempdir().unwrap();
-    let from_path = render_from_path(&dir.path().join("from-path"));
+    let from_path = render_from_path(&dir.path().join("from-path"), &[]);
 
     // A git repository with the template in a subfolder, like this one, at a file:// URL.
     let repo = dir.path().join("repo");
@@ -172,6 +172,17 @@ fn renders_every_placeholder_and_the_same_from_git_as_from_a_path() {
         !rendered.contains(&PathBuf::from("pre-script.rhai")),
         "the hook is not part of the service"
     );
+    // The choices are off by default: nothing of them is rendered.
+    for file in [
+        "build.rs",
+        "proto/greeter.proto",
+        "src/plugins/greeter_grpc.rs",
+    ] {
+        assert!(!rendered.contains(&PathBuf::from(file)), "{file} rendered");
+    }
+    let config = std::fs::read_to_string(from_path.join("config.toml")).unwrap();
+    assert!(!config.contains("[otel]"), "{config}");
+    assert!(config.contains("# [http.tls]"), "{config}");
 }
 
 /// A manifest file's documents as JSON values.
@@ -227,7 +238,7 @@ fn leading_number(cell: &str) -> u64 {
 #[test]
 fn the_manifests_size_workers_from_the_cpu_request_and_wait_out_delay_and_drain() {
     let dir = tempfile::tempdir().unwrap();
-    let service = render_from_path(dir.path());
+    let service = render_from_path(dir.path(), &[]);
     let readme = std::fs::read_to_string(service.join("README.md")).unwrap();
     let config: toml::Table = std::fs::read_to_string(service.join("config.toml"))
         .unwrap()
@@ -337,7 +348,7 @@ fn the_manifests_size_workers_from_the_cpu_request_and_wait_out_delay_and_drain(
 #[test]
 fn the_metrics_port_is_exposed_and_annotated_where_the_config_serves_the_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let service = render_from_path(dir.path());
+    let service = render_from_path(dir.path(), &[]);
     let config: toml::Table = std::fs::read_to_string(service.join("config.toml"))
         .unwrap()
         .parse()
@@ -410,7 +421,7 @@ fn exec_start(unit: &SystemdUnit) -> (PathBuf, PathBuf) {
 #[test]
 fn the_systemd_units_activate_the_sockets_notify_reload_and_harden_the_service() {
     let dir = tempfile::tempdir().unwrap();
-    let service = render_from_path(dir.path());
+    let service = render_from_path(dir.path(), &[]);
     let unit = systemd_unit(&service, "service");
     let socket = systemd_unit(&service, "socket");
     let readme = std::fs::read_to_string(service.join("README.md")).unwrap();
@@ -583,53 +594,69 @@ impl Built {
 
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| build("template-build", &[]))
+}
+
+/// The template rendered with every optional choice that needs no outside service on: gRPC and
+/// OpenTelemetry traces.
+fn built_with_choices() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
-        // Beside this test's own target directory, and kept across runs: the service's
-        // dependencies compile once. A nested cargo cannot share the outer one's directory,
-        // which `cargo test` keeps locked while the tests run.
-        let target = std::env::current_exe()
-            .unwrap()
-            .ancestors()
-            .nth(3)
-            .expect("<target>/<profile>/deps/<test>")
-            .join("template-build");
-        // Rendered afresh in the same place, which outlives every test that shares it and
-        // leaves nothing behind in the temporary directory.
-        let dir = target.join("rendered");
-        match std::fs::remove_dir_all(&dir) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                panic!("cannot remove {}: {err}", dir.display())
-            }
-            _ => {}
-        }
-        let service = render_from_path(&dir);
-
-        // The published versions are replaced by this workspace's crates, at the versions this
-        // workspace locks, so the service is tested against the kit as it is now. An empty
-        // `[workspace]` makes the service its own workspace: cargo would otherwise take this
-        // repository's, above the target directory, for its own.
-        let mut manifest = std::fs::OpenOptions::new()
-            .append(true)
-            .open(service.join("Cargo.toml"))
-            .unwrap();
-        let ws = workspace();
-        write!(
-            manifest,
-            "\n[workspace]\n\n[patch.crates-io]\nbuvar-kit = {{ path = {:?} }}\nbuvar-axum = {{ path = {:?} }}\n",
-            ws.join("buvar-kit"),
-            ws.join("buvar-axum"),
+        build(
+            "template-choices-build",
+            &[("grpc", "true"), ("otel", "true")],
         )
-        .unwrap();
-        std::fs::copy(ws.join("Cargo.lock"), service.join("Cargo.lock")).unwrap();
-
-        let built = Built {
-            binary: target.join("debug").join(NAME),
-            service,
-            target,
-        };
-        built.cargo(&["build"]);
-        built
     })
+}
+
+/// Renders the template with `defines` into `<target>/<dir_name>/rendered`, points its buvar
+/// dependencies at this workspace and builds it there.
+fn build(dir_name: &str, defines: &[(&str, &str)]) -> Built {
+    // Beside this test's own target directory, and kept across runs: the service's
+    // dependencies compile once. A nested cargo cannot share the outer one's directory,
+    // which `cargo test` keeps locked while the tests run.
+    let target = std::env::current_exe()
+        .unwrap()
+        .ancestors()
+        .nth(3)
+        .expect("<target>/<profile>/deps/<test>")
+        .join(dir_name);
+    // Rendered afresh in the same place, which outlives every test that shares it and
+    // leaves nothing behind in the temporary directory.
+    let dir = target.join("rendered");
+    match std::fs::remove_dir_all(&dir) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            panic!("cannot remove {}: {err}", dir.display())
+        }
+        _ => {}
+    }
+    let service = render_from_path(&dir, defines);
+
+    // The published versions are replaced by this workspace's crates, at the versions this
+    // workspace locks, so the service is tested against the kit as it is now. An empty
+    // `[workspace]` makes the service its own workspace: cargo would otherwise take this
+    // repository's, above the target directory, for its own.
+    let mut manifest = std::fs::OpenOptions::new()
+        .append(true)
+        .open(service.join("Cargo.toml"))
+        .unwrap();
+    let ws = workspace();
+    write!(
+        manifest,
+        "\n[workspace]\n\n[patch.crates-io]\nbuvar-kit = {{ path = {:?} }}\nbuvar-axum = {{ path = {:?} }}\n",
+        ws.join("buvar-kit"),
+        ws.join("buvar-axum"),
+    )
+    .unwrap();
+    std::fs::copy(ws.join("Cargo.lock"), service.join("Cargo.lock")).unwrap();
+
+    let built = Built {
+        binary: target.join("debug").join(NAME),
+        service,
+        target,
+    };
+    built.cargo(&["build"]);
+    built
 }
 
 #[test]
@@ -639,24 +666,11 @@ fn the_rendered_service_passes_its_checks_and_tests_and_serves_healthz() {
     built.cargo(&["clippy", "--all-targets", "--", "-D", "warnings"]);
     built.cargo(&["test"]);
 
-    let help = built.command().arg("--env-help").output().unwrap();
-    assert!(help.status.success());
-    let help = String::from_utf8(help.stdout).unwrap();
-    let readme = std::fs::read_to_string(built.service.join("README.md")).unwrap();
-    let variables: Vec<&str> = help
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|word| word.starts_with(&format!("{PREFIX}_")))
-        .collect();
+    let variables = readme_lists_every_variable(built);
     assert!(
-        variables.contains(&"BUVAR_SMOKE_GREETER_GREETING"),
-        "{help}"
+        variables.contains(&format!("{PREFIX}_GREETER_GREETING")),
+        "{variables:?}"
     );
-    for variable in variables {
-        assert!(
-            readme.contains(&format!("`{variable}`")),
-            "the service's README misses {variable}"
-        );
-    }
 
     let mut running = start(&built.binary, &built.service);
     assert_eq!(get(&running.addr, "/healthz").0, 200);
@@ -676,6 +690,93 @@ fn the_rendered_service_passes_its_checks_and_tests_and_serves_healthz() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0));
+}
+
+/// Every environment variable `--env-help` lists, after checking that the service's README
+/// names each of them.
+fn readme_lists_every_variable(built: &Built) -> Vec<String> {
+    let help = built.command().arg("--env-help").output().unwrap();
+    assert!(help.status.success());
+    let help = String::from_utf8(help.stdout).unwrap();
+    let readme = std::fs::read_to_string(built.service.join("README.md")).unwrap();
+    let variables: Vec<String> = help
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with(&format!("{PREFIX}_")))
+        .map(str::to_owned)
+        .collect();
+    for variable in &variables {
+        assert!(
+            readme.contains(&format!("`{variable}`")),
+            "the service's README misses {variable}"
+        );
+    }
+    variables
+}
+
+#[test]
+fn the_grpc_and_otel_choices_build_pass_their_tests_and_serve_grpc_health() {
+    let built = built_with_choices();
+    for file in [
+        "build.rs",
+        "proto/greeter.proto",
+        "src/plugins/greeter_grpc.rs",
+    ] {
+        assert!(built.service.join(file).is_file(), "{file} not rendered");
+    }
+    // Their own checks and tests: the gRPC service's test calls it with a tonic client.
+    built.cargo(&["fmt", "--all", "--check"]);
+    built.cargo(&["clippy", "--all-targets", "--", "-D", "warnings"]);
+    built.cargo(&["test"]);
+
+    // `otel` turns on buvar-axum's feature: its section is read, listed and documented.
+    let variables = readme_lists_every_variable(built);
+    assert!(
+        variables.contains(&format!("{PREFIX}_OTEL_ENDPOINT")),
+        "{variables:?}"
+    );
+    let printed = built
+        .command()
+        .args(["--config", "config.toml", "--print-config"])
+        .output()
+        .unwrap();
+    assert!(printed.status.success(), "{printed:?}");
+    let printed = String::from_utf8(printed.stdout).unwrap();
+    assert!(printed.contains("[otel]"), "{printed}");
+    assert!(printed.contains("sampling_ratio"), "{printed}");
+
+    // The built binary answers grpc.health.v1 on its HTTP port.
+    let running = start(&built.binary, &built.service);
+    let status = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let channel =
+                tonic::transport::Channel::from_shared(format!("http://{}", running.addr))
+                    .unwrap()
+                    .connect_timeout(Duration::from_secs(20))
+                    .timeout(Duration::from_secs(20))
+                    .connect()
+                    .await
+                    .expect("an h2c connection");
+            let request = tonic_health::pb::HealthCheckRequest {
+                service: format!("{}.greeter.v1.Greeter", NAME.replace('-', "_")),
+            };
+            tonic_health::pb::health_client::HealthClient::new(channel)
+                .check(request)
+                .await
+                .expect("a health answer")
+                .into_inner()
+                .status()
+        });
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+    assert_eq!(
+        get(&running.addr, "/greet/ada"),
+        (200, "Hello, ada!".to_owned())
+    );
 }
 
 /// The sockets the service binds with `config` and the service unit's environment, as the

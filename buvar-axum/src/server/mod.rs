@@ -25,6 +25,8 @@ use tower_http::trace::TraceLayer;
 use guard::GuardLayer;
 pub use ranges::SettingOutOfRange;
 pub(crate) use ranges::check_http;
+#[cfg(feature = "grpc")]
+pub(crate) use readiness::ReadyVerdict;
 pub use readiness::{ReadinessConfig, ReadinessError};
 use request_id::{RequestIdLayer, X_REQUEST_ID};
 pub use routes::PrepareExt;

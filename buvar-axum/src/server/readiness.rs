@@ -176,6 +176,11 @@ pub(crate) fn route(context: &Context) -> Result<MethodRouter, ReadinessError> {
         None => Arc::new(ReadinessConfig::default()),
     };
     let probe = Arc::new(Probe::new(context, &config)?);
+    #[cfg(feature = "grpc")]
+    context.add(ReadyVerdict {
+        probe: probe.clone(),
+        cache: config.durations()?.1,
+    });
     Ok(get(
         move |Component(readiness): Component<Readiness>,
               Component(cancel): Component<Cancel>,
@@ -183,17 +188,29 @@ pub(crate) fn route(context: &Context) -> Result<MethodRouter, ReadinessError> {
               uri: Uri| {
             let probe = probe.clone();
             async move {
-                let state = if cancel.is_stopping() {
-                    State::Draining
-                } else if readiness.is_ready() {
-                    State::Serving
-                } else {
-                    State::Starting
-                };
+                let state = State::of(&readiness, &cancel);
                 probe.answer(state, wants_detail(&headers, &uri)).await
             }
         },
     ))
+}
+
+/// `/readyz`'s verdict for the gRPC health service, found in the server's context once its
+/// router is built: the same checks, sharing their cached outcomes.
+#[cfg(feature = "grpc")]
+pub(crate) struct ReadyVerdict {
+    probe: Arc<Probe>,
+    /// `[readiness] cache`.
+    pub(crate) cache: Duration,
+}
+
+#[cfg(feature = "grpc")]
+impl ReadyVerdict {
+    /// Whether `/readyz` would answer 200 now.
+    pub(crate) async fn ready(&self, readiness: &Readiness, cancel: &Cancel) -> bool {
+        State::of(readiness, cancel) == State::Serving
+            && self.probe.reports().await.iter().all(|r| r.error.is_none())
+    }
 }
 
 /// `?verbose` (with or without a value) or an `Accept` naming JSON.
@@ -217,6 +234,18 @@ enum State {
     Starting,
     Serving,
     Draining,
+}
+
+impl State {
+    fn of(readiness: &Readiness, cancel: &Cancel) -> Self {
+        if cancel.is_stopping() {
+            State::Draining
+        } else if readiness.is_ready() {
+            State::Serving
+        } else {
+            State::Starting
+        }
+    }
 }
 
 /// The checks, each with its last outcome.

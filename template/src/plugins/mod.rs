@@ -8,6 +8,9 @@
 pub mod database;
 {% endif -%}
 pub mod greeter;
+{%- if grpc %}
+pub mod greeter_grpc;
+{%- endif %}
 {%- if database == "postgres" %}
 pub mod notes;
 {%- endif %}
