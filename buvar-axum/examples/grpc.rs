@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use axum::Router;
 use axum::extract::Path;
 use axum::routing::get;
-use buvar_axum::{GrpcRequestExt, Inject, PrepareExt, PrepareGrpcExt, Service};
+use buvar_axum::{App, GrpcRequestExt, Inject, PrepareExt, PrepareGrpcExt};
 use buvar_kit::{BoxError, Config, Plugin, Prepare};
 use tonic::{Request, Response, Status};
 
@@ -103,7 +103,7 @@ async fn prepare(cx: Prepare) -> Result<(), BoxError> {
 }
 
 fn main() -> ExitCode {
-    Service::new("APP")
+    App::new("APP")
         .section::<GreeterConfig>()
         .load(Plugin::new("greeter", prepare))
         .run()

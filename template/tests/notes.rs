@@ -3,7 +3,8 @@
 //! `cargo test -- --include-ignored` (CI does, with a postgres service container).
 
 use buvar_axum::testing::{TestApp, TestServer};
-use buvar_kit::{ConfigSource, Context};
+use buvar_axum::Context;
+use buvar_axum::kit::ConfigSource;
 use serde_json::{Value, json};
 
 use {{crate_name}}::plugins::{database, notes};

@@ -161,10 +161,7 @@ fn renders_every_placeholder_and_the_same_from_git_as_from_a_path() {
         );
     }
     let main = std::fs::read_to_string(from_path.join("src/main.rs")).unwrap();
-    assert!(
-        main.contains(&format!("Service::new(\"{PREFIX}\")")),
-        "{main}"
-    );
+    assert!(main.contains(&format!("App::new(\"{PREFIX}\")")), "{main}");
     // The sample is one file and one line in `main`, so removing it is easy.
     let sample_lines: Vec<&str> = main.lines().filter(|l| l.contains("greeter")).collect();
     assert_eq!(sample_lines.len(), 1, "{main}");

@@ -13,9 +13,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use buvar_axum::PrepareExt;
-use buvar_kit::config::Secret;
-use buvar_kit::{BoxError, Config, Context, Plugin, Prepare};
+use buvar_axum::{BoxError, Config, Context, Plugin, Prepare, PrepareExt, Secret};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
@@ -49,7 +47,7 @@ impl Default for DatabaseConfig {
     }
 }
 
-buvar_kit::section!(DatabaseConfig, "database", default);
+buvar_axum::section!(DatabaseConfig, "database", default);
 
 /// The pieces of a checked `[database]` section.
 struct Settings {

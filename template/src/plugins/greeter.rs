@@ -26,8 +26,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::Path;
 use axum::routing::get;
-use buvar_axum::{Config, Inject, PrepareExt, App};
-use buvar_kit::{BoxError, Cancel, Context, Plugin, Prepare};
+use buvar_axum::{App, BoxError, Cancel, Config, Context, Inject, Plugin, Prepare, PrepareExt};
 use serde::{Deserialize, Serialize};
 
 /// The metric of the greetings the whole service served.
@@ -52,7 +51,7 @@ impl Default for GreeterConfig {
     }
 }
 
-buvar_kit::section!(GreeterConfig, "greeter", default);
+buvar_axum::section!(GreeterConfig, "greeter", default);
 
 /// How many greetings this worker served: a plain per-worker component, shared by the adapter
 /// and the report task (the service's count is the `greetings_total` metric).
@@ -135,7 +134,7 @@ pub fn plugin() -> Plugin {
 }
 
 /// Adds the plugin to `service` with the config section it reads: `main`'s one line for it.
-pub fn install(service: Service) -> Service {
+pub fn install(service: App) -> App {
     service.section::<GreeterConfig>().load(plugin())
 }
 
@@ -144,7 +143,7 @@ mod tests {
     use axum::body::{Body, to_bytes};
     use axum::http::{Request, StatusCode};
     use buvar_axum::testing::{TestApp, TestServer};
-    use buvar_kit::ConfigSource;
+    use buvar_axum::kit::ConfigSource;
     use tower::ServiceExt;
 
     use super::*;

@@ -11,8 +11,7 @@
 //! A call goes through the same layers as a request (request id, tracing, metrics, body limit);
 //! its deadline (`grpc-timeout`) is the shorter of the client's and `[http] request_timeout`.
 
-use buvar_axum::{GrpcRequestExt, PrepareGrpcExt};
-use buvar_kit::{BoxError, Plugin, Prepare};
+use buvar_axum::{BoxError, GrpcRequestExt, Plugin, Prepare, PrepareGrpcExt};
 use tonic::{Request, Response, Status};
 
 use super::greeter::Greeter;

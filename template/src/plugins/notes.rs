@@ -15,8 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use buvar_axum::{Inject, PrepareExt};
-use buvar_kit::{BoxError, Plugin, Prepare};
+use buvar_axum::{BoxError, Inject, Plugin, Prepare, PrepareExt};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPool;
 
