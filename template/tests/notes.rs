@@ -2,9 +2,9 @@
 //! unless asked for: set {{env_prefix}}_DATABASE_URL to a database they may write to and run
 //! `cargo test -- --include-ignored` (CI does, with a postgres service container).
 
-use buvar_axum::testing::{TestApp, TestServer};
 use buvar_axum::Context;
 use buvar_axum::kit::ConfigSource;
+use buvar_axum::testing::{TestApp, TestServer};
 use serde_json::{Value, json};
 
 use {{crate_name}}::plugins::{database, notes};

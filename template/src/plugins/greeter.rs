@@ -142,8 +142,8 @@ pub fn install(service: App) -> App {
 mod tests {
     use axum::body::{Body, to_bytes};
     use axum::http::{Request, StatusCode};
-    use buvar_axum::testing::{TestApp, TestServer};
     use buvar_axum::kit::ConfigSource;
+    use buvar_axum::testing::{TestApp, TestServer};
     use tower::ServiceExt;
 
     use super::*;
