@@ -106,7 +106,8 @@ fn rendered() -> &'static Rendered {
         )
         .unwrap();
         std::fs::copy(ws.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
-        let target = in_target("template-db-build");
+        // Shared with `tests/template.rs`'s renderings: their common dependencies compile once.
+        let target = in_target("template-build");
         let rendered = Rendered {
             binary: target.join("debug").join(NAME),
             dir,

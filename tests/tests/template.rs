@@ -606,21 +606,24 @@ fn built_with_choices() -> &'static Built {
     })
 }
 
-/// Renders the template with `defines` into `<target>/<dir_name>/rendered`, points its buvar
-/// dependencies at this workspace and builds it there.
+/// Renders the template with `defines` into `<target>/template-build/rendered/<dir_name>`,
+/// points its buvar dependencies at this workspace and builds it there; its binary is copied to
+/// `<target>/template-build/bin/<dir_name>/`.
 fn build(dir_name: &str, defines: &[(&str, &str)]) -> Built {
     // Beside this test's own target directory, and kept across runs: the service's
     // dependencies compile once. A nested cargo cannot share the outer one's directory,
     // which `cargo test` keeps locked while the tests run.
+    // Every rendering (and `tests/database.rs`'s) shares one target directory, so the
+    // dependencies they have in common compile once: on 2 cores that is minutes of CI.
     let target = std::env::current_exe()
         .unwrap()
         .ancestors()
         .nth(3)
         .expect("<target>/<profile>/deps/<test>")
-        .join(dir_name);
+        .join("template-build");
     // Rendered afresh in the same place, which outlives every test that shares it and
     // leaves nothing behind in the temporary directory.
-    let dir = target.join("rendered");
+    let dir = target.join("rendered").join(dir_name);
     match std::fs::remove_dir_all(&dir) {
         Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
             panic!("cannot remove {}: {err}", dir.display())
@@ -647,12 +650,18 @@ fn build(dir_name: &str, defines: &[(&str, &str)]) -> Built {
     .unwrap();
     std::fs::copy(ws.join("Cargo.lock"), service.join("Cargo.lock")).unwrap();
 
-    let built = Built {
+    let mut built = Built {
         binary: target.join("debug").join(NAME),
         service,
         target,
     };
     built.cargo(&["build"]);
+    // Each rendering's own copy: the next build in the shared directory replaces the other.
+    let bin = built.target.join("bin").join(dir_name);
+    std::fs::create_dir_all(&bin).unwrap();
+    let binary = bin.join(NAME);
+    std::fs::copy(&built.binary, &binary).unwrap();
+    built.binary = binary;
     built
 }
 

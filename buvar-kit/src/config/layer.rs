@@ -81,7 +81,8 @@ pub(crate) fn nest(path: &[String], value: Value) -> Dict {
 }
 
 /// Serialises in-code defaults into a config table; [`Secret`](super::Secret) values keep
-/// their real value here. Used by [`ConfigSource::defaults`] and by `section!(T, "name", default)`.
+/// their real value here. Used by [`ConfigSource::defaults`](super::ConfigSource::defaults)
+/// and by `section!(T, "name", default)`.
 ///
 /// ```
 /// #[derive(serde::Serialize)]
