@@ -33,6 +33,51 @@ pub fn template_dir() -> PathBuf {
         .join("template")
 }
 
+/// Points a rendered service's buvar dependencies at this workspace's crates, at the versions
+/// this workspace locks, so it is tested against the kit as it is now. An empty `[workspace]`
+/// makes the service its own workspace: cargo would otherwise take this repository's, above the
+/// target directory it is rendered in.
+///
+/// # Panics
+///
+/// When the service's `Cargo.toml` or this workspace's `Cargo.lock` cannot be read or written.
+pub fn patch_to_workspace(service: &Path) {
+    use std::io::Write;
+
+    let ws = template_dir()
+        .parent()
+        .expect("template/ sits in the workspace")
+        .to_path_buf();
+    let mut manifest = std::fs::OpenOptions::new()
+        .append(true)
+        .open(service.join("Cargo.toml"))
+        .expect("the rendered Cargo.toml");
+    write!(
+        manifest,
+        "\n[workspace]\n\n[patch.crates-io]\nbuvar-kit = {{ path = {:?} }}\nbuvar-axum = {{ path = {:?} }}\n",
+        ws.join("buvar-kit"),
+        ws.join("buvar-axum"),
+    )
+    .expect("the rendered Cargo.toml");
+    std::fs::copy(ws.join("Cargo.lock"), service.join("Cargo.lock")).expect("Cargo.lock");
+}
+
+/// The target directory every rendered service builds in, beside the running test's own, so
+/// that the dependencies they have in common compile once (on 2 cores that is minutes of CI).
+/// A nested cargo cannot share the test's own directory, which `cargo test` keeps locked.
+///
+/// # Panics
+///
+/// When the running test is not in `<target>/<profile>/deps/`.
+pub fn shared_target() -> PathBuf {
+    std::env::current_exe()
+        .expect("the test's path")
+        .ancestors()
+        .nth(3)
+        .expect("<target>/<profile>/deps/<test>")
+        .join("template-build")
+}
+
 /// Renders `source` into `destination/name`, as `cargo generate --name NAME --silent --vcs none
 /// --destination DESTINATION -d KEY=VALUE...` would; the template's pre hook chooses what
 /// `defines` leaves out. Returns the rendered project's directory.

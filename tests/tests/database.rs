@@ -7,9 +7,8 @@
 //! `.ci/run` runs them with `--include-ignored --test-threads=1`, since one test stops and
 //! starts the server.
 
-use std::io::Write;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
@@ -17,7 +16,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use buvar_tests::postgres::Postgres;
-use buvar_tests::template::{TemplateSource, render};
+use buvar_tests::template::{
+    TemplateSource, patch_to_workspace, render, shared_target, template_dir,
+};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
@@ -26,23 +27,6 @@ const NAME: &str = "buvar-db";
 const PREFIX: &str = "BUVAR_DB";
 /// An upper bound for a loaded machine, never a pause.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ sits in the workspace")
-        .to_path_buf()
-}
-
-/// `<target>/<name>`, beside this test's own target directory.
-fn in_target(name: &str) -> PathBuf {
-    std::env::current_exe()
-        .unwrap()
-        .ancestors()
-        .nth(3)
-        .expect("<target>/<profile>/deps/<test>")
-        .join(name)
-}
 
 fn cargo() -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
@@ -82,32 +66,18 @@ impl Rendered {
 fn rendered() -> &'static Rendered {
     static RENDERED: OnceLock<Rendered> = OnceLock::new();
     RENDERED.get_or_init(|| {
-        let parent = in_target("template-db");
+        let parent = shared_target().join("rendered").join("database");
         let _ = std::fs::remove_dir_all(&parent);
         std::fs::create_dir_all(&parent).unwrap();
         let dir = render(
-            &TemplateSource::Path(workspace().join("template")),
+            &TemplateSource::Path(template_dir()),
             NAME,
             &parent,
             &[("database", "postgres")],
         )
         .unwrap_or_else(|err| panic!("cannot render the template: {err:#}"));
-        let ws = workspace();
-        let mut manifest = std::fs::OpenOptions::new()
-            .append(true)
-            .open(dir.join("Cargo.toml"))
-            .unwrap();
-        write!(
-            manifest,
-            // Its own workspace: it sits inside this one's target directory.
-            "\n[workspace]\n\n[patch.crates-io]\nbuvar-kit = {{ path = {:?} }}\nbuvar-axum = {{ path = {:?} }}\n",
-            ws.join("buvar-kit"),
-            ws.join("buvar-axum"),
-        )
-        .unwrap();
-        std::fs::copy(ws.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
-        // Shared with `tests/template.rs`'s renderings: their common dependencies compile once.
-        let target = in_target("template-build");
+        patch_to_workspace(&dir);
+        let target = shared_target();
         let rendered = Rendered {
             binary: target.join("debug").join(NAME),
             dir,

@@ -6,7 +6,6 @@
 //! --workspace` tests the template on any machine, with no tool installed beforehand.
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
@@ -22,7 +21,8 @@ use buvar_tests::http;
 use buvar_tests::metrics::{parse_samples, promtool_check, sum};
 use buvar_tests::process::GroupChild;
 use buvar_tests::template::{
-    SystemdUnit, TemplateSource, pass_listen_fds, render, serving_addrs, template_dir,
+    SystemdUnit, TemplateSource, pass_listen_fds, patch_to_workspace, render, serving_addrs,
+    shared_target, template_dir,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -31,13 +31,6 @@ const NAME: &str = "buvar-smoke";
 const PREFIX: &str = "BUVAR_SMOKE";
 /// The sample plugin's metric.
 const GREETINGS_TOTAL: &str = "greetings_total";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ sits in the workspace")
-        .to_path_buf()
-}
 
 fn cargo() -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
@@ -610,17 +603,8 @@ fn built_with_choices() -> &'static Built {
 /// points its buvar dependencies at this workspace and builds it there; its binary is copied to
 /// `<target>/template-build/bin/<dir_name>/`.
 fn build(dir_name: &str, defines: &[(&str, &str)]) -> Built {
-    // Beside this test's own target directory, and kept across runs: the service's
-    // dependencies compile once. A nested cargo cannot share the outer one's directory,
-    // which `cargo test` keeps locked while the tests run.
-    // Every rendering (and `tests/database.rs`'s) shares one target directory, so the
-    // dependencies they have in common compile once: on 2 cores that is minutes of CI.
-    let target = std::env::current_exe()
-        .unwrap()
-        .ancestors()
-        .nth(3)
-        .expect("<target>/<profile>/deps/<test>")
-        .join("template-build");
+    // Kept across runs: the service's dependencies compile once.
+    let target = shared_target();
     // Rendered afresh in the same place, which outlives every test that shares it and
     // leaves nothing behind in the temporary directory.
     let dir = target.join("rendered").join(dir_name);
@@ -632,23 +616,7 @@ fn build(dir_name: &str, defines: &[(&str, &str)]) -> Built {
     }
     let service = render_from_path(&dir, defines);
 
-    // The published versions are replaced by this workspace's crates, at the versions this
-    // workspace locks, so the service is tested against the kit as it is now. An empty
-    // `[workspace]` makes the service its own workspace: cargo would otherwise take this
-    // repository's, above the target directory, for its own.
-    let mut manifest = std::fs::OpenOptions::new()
-        .append(true)
-        .open(service.join("Cargo.toml"))
-        .unwrap();
-    let ws = workspace();
-    write!(
-        manifest,
-        "\n[workspace]\n\n[patch.crates-io]\nbuvar-kit = {{ path = {:?} }}\nbuvar-axum = {{ path = {:?} }}\n",
-        ws.join("buvar-kit"),
-        ws.join("buvar-axum"),
-    )
-    .unwrap();
-    std::fs::copy(ws.join("Cargo.lock"), service.join("Cargo.lock")).unwrap();
+    patch_to_workspace(&service);
 
     let mut built = Built {
         binary: target.join("debug").join(NAME),
