@@ -29,6 +29,24 @@ pub fn bin_path(name: &str) -> PathBuf {
     profile.join(name)
 }
 
+/// `program`, a service whose variables start with `prefix` and `_`, with a clean environment:
+/// none of the test's own `<PREFIX>_*`, `RUST_LOG` or `NOTIFY_SOCKET`, JSON logs, stdin closed.
+pub fn service_command(program: impl AsRef<std::ffi::OsStr>, prefix: &str) -> Command {
+    let mut command = Command::new(program);
+    let own = format!("{prefix}_");
+    for (name, _) in std::env::vars() {
+        if name.starts_with(&own) {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env_remove("RUST_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .env(format!("{prefix}_LOG_FORMAT"), "json")
+        .stdin(Stdio::null());
+    command
+}
+
 /// A running child that leads its own process group.
 #[derive(Debug)]
 pub struct GroupChild {

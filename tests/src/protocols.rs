@@ -1,7 +1,7 @@
 //! Running one of buvar-axum's examples (built as a binary of this crate) as a real pre-forked
 //! service, for the protocol tests: WebSockets, TLS, gRPC.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::process::{GroupChild, bin_path};
@@ -77,16 +77,5 @@ impl Example {
 
 /// Binary `bin` of this crate with a clean `APP_*` environment and JSON logs.
 pub fn command(bin: &str) -> Command {
-    let mut command = Command::new(bin_path(bin));
-    command
-        .env_remove("RUST_LOG")
-        .env_remove("NOTIFY_SOCKET")
-        .env("APP_LOG_FORMAT", "json")
-        .stdin(Stdio::null());
-    for (name, _) in std::env::vars() {
-        if name.starts_with("APP_") && name != "APP_LOG_FORMAT" {
-            command.env_remove(name);
-        }
-    }
-    command
+    crate::process::service_command(bin_path(bin), "APP")
 }

@@ -2,7 +2,7 @@
 //! log lines.
 
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
 
 use nix::{sys::signal::Signal, unistd::Pid};
@@ -11,18 +11,7 @@ use crate::process::{GroupChild, bin_path};
 
 /// The binary with a clean `SVC_*` environment and JSON logs.
 pub fn command() -> Command {
-    let mut command = Command::new(bin_path("service-server"));
-    command
-        .env_remove("RUST_LOG")
-        .env_remove("NOTIFY_SOCKET")
-        .env("SVC_LOG_FORMAT", "json")
-        .stdin(Stdio::null());
-    for (name, _) in std::env::vars() {
-        if name.starts_with("SVC_") && name != "SVC_LOG_FORMAT" {
-            command.env_remove(name);
-        }
-    }
-    command
+    crate::process::service_command(bin_path("service-server"), "SVC")
 }
 
 /// Runs the binary to completion with a config file holding `toml`.

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use buvar_tests::process::service_command;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -15,20 +16,11 @@ use nix::unistd::Pid;
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn command(env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_before-fork-server"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("BF_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = service_command(env!("CARGO_BIN_EXE_before-fork-server"), "BF");
     command
-        .env_remove("RUST_LOG")
-        .env_remove("NOTIFY_SOCKET")
-        .env("BF_LOG_FORMAT", "json")
         .env("BF_HTTP_HOST", "127.0.0.1")
         .env("BF_HTTP_PORT", "0")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null());
+        .envs(env.iter().copied());
     command
 }
 

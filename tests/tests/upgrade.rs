@@ -5,13 +5,12 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use buvar_tests::fork::{CountedLoad, Tally};
 use buvar_tests::notify::NotifySocket;
 use buvar_tests::prefork::{alive, eventually};
-use buvar_tests::process::{GroupChild, bin_path};
+use buvar_tests::process::{GroupChild, bin_path, service_command};
 use buvar_tests::processes;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -35,16 +34,13 @@ impl Deployed {
         nix::sys::prctl::set_child_subreaper(true).unwrap();
         let dir = tempfile::tempdir().unwrap();
         install(dir.path(), build);
-        let mut command = Command::new(dir.path().join("svc"));
+        let mut command = service_command(dir.path().join("svc"), "UP");
         for (name, _) in std::env::vars() {
-            if name.starts_with("UP_") || name.starts_with("LISTEN_") {
+            if name.starts_with("LISTEN_") {
                 command.env_remove(name);
             }
         }
         command
-            .env_remove("RUST_LOG")
-            .env_remove("NOTIFY_SOCKET")
-            .env("UP_LOG_FORMAT", "json")
             .env("UP_HTTP_HOST", "127.0.0.1")
             .env("UP_HTTP_PORT", "0")
             .env("UP_HTTP_FORKS", "2")
