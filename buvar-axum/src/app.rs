@@ -293,6 +293,14 @@ impl App {
         };
         crate::sockets::open_files::raise_for(http.max_connections);
         let sockets = crate::sockets::bind(&uris, &http.bind_options())?;
+        // Told apart by the address it got: with port 0 its URI may also be one of `[http]`'s.
+        let metrics_listen = metrics_listen.and_then(|uri| {
+            sockets
+                .iter()
+                .rev()
+                .find(|socket| *socket.uri() == uri)
+                .map(|socket| socket.local_addr().clone())
+        });
         if self.before_fork.runs(before_fork) {
             apart::run("the before-fork steps", || {
                 Ok(self.before_fork.run(before_fork, &source)?)
@@ -387,7 +395,7 @@ impl App {
         mut worker: Worker,
         source: &ConfigSource,
         http: &HttpConfig,
-        metrics_listen: Option<&SocketUri>,
+        metrics_addr: Option<&SocketUri>,
     ) -> i32 {
         log::set_worker(worker.index());
         let runtime = if http.threads <= 1 {
@@ -425,7 +433,7 @@ impl App {
             let (metrics_socket, sockets): (Vec<_>, Vec<_>) = worker
                 .take_sockets()
                 .into_iter()
-                .partition(|socket| Some(socket.uri()) == metrics_listen);
+                .partition(|socket| Some(socket.local_addr()) == metrics_addr);
             context.add(MetricsSocket(std::sync::Mutex::new(
                 metrics_socket.into_iter().next(),
             )));
@@ -466,7 +474,8 @@ impl App {
     }
 }
 
-/// The `[metrics] listen` socket, added to the sockets to bind; it must not be one of them.
+/// The `[metrics] listen` socket, added to the sockets to bind; it must not be one of them
+/// (port 0 asks for a socket of its own, so it never is).
 #[cfg(target_os = "linux")]
 fn metrics_listen(
     config: &MetricsConfig,
@@ -475,7 +484,7 @@ fn metrics_listen(
     config.validate()?;
     let listen = config.listen_uri()?.filter(|_| config.enabled);
     if let Some(uri) = &listen {
-        if uris.contains(uri) {
+        if !uri.is_any_port() && uris.contains(uri) {
             return Err(MetricsError::SharedListen {
                 uri: uri.to_string(),
             });

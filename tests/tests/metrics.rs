@@ -202,6 +202,55 @@ fn metrics_on_a_listen_socket_are_served_only_there() {
 }
 
 #[test]
+fn port_0_for_the_service_and_the_metrics_gives_each_a_socket_of_its_own() {
+    let mut service = Service::start(
+        "[http]\nhost = \"127.0.0.1\"\nport = 0\nforks = 2\n\
+         [metrics]\nlisten = \"tcp://127.0.0.1:0\"\n",
+        &[],
+        2,
+    );
+    service.wait_lines("serving metrics", 2);
+    let addrs: std::collections::HashSet<String> = service
+        .stdout
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["message"] == "serving metrics")
+        .map(|event| {
+            event["addr"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("tcp://")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        addrs.len(),
+        1,
+        "one socket, bound once in the parent: {addrs:?}"
+    );
+    let metrics = addrs.into_iter().next().unwrap();
+    assert_ne!(metrics, service.addr);
+    let text = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(scrape(&reqwest::Client::new(), &metrics));
+    assert!(
+        text.contains("# TYPE buvar_workers_configured gauge"),
+        "{text}"
+    );
+    let service_addr = service.addr.clone();
+    assert_eq!(
+        reqwest::blocking_get(&format!("http://{service_addr}/metrics")),
+        404
+    );
+    assert_eq!(
+        reqwest::blocking_get(&format!("http://{service_addr}/healthz")),
+        200
+    );
+    let (status, _, stderr) = service.stop();
+    assert!(status.success(), "{stderr}");
+}
+
+#[test]
 fn a_metrics_path_that_clashes_with_a_route_stops_the_start_naming_both() {
     let output = buvar_tests::service::run(
         "[http]\nport = 0\nforks = 1\n[metrics]\npath = \"/pid\"\n",

@@ -371,3 +371,64 @@ fn a_group_wide_usr2_and_hup_during_an_upgrade_neither_kill_nor_upgrade_the_new_
         "no worker died of the group's HUP"
     );
 }
+
+/// `svc` (the `v1` build) in `dir` with `forks` workers and its pidfile at `pidfile`.
+fn spawn_with_pidfile(dir: &Path, forks: &str, pidfile: &Path) -> GroupChild {
+    install(dir, "v1");
+    let mut command = service_command(dir.join("svc"), "UP");
+    command
+        .env("UP_HTTP_HOST", "127.0.0.1")
+        .env("UP_HTTP_PORT", "0")
+        .env("UP_HTTP_FORKS", forks)
+        .env("UP_HTTP_PIDFILE", pidfile);
+    GroupChild::spawn(&mut command, Some("svc"))
+}
+
+#[test]
+fn a_pidfile_that_cannot_be_written_stops_the_start_with_exit_2_before_any_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory that does not exist, and a path that is a directory.
+    let unwritable = [
+        dir.path().join("missing").join("svc.pid"),
+        dir.path().join("run"),
+    ];
+    std::fs::create_dir(dir.path().join("run")).unwrap();
+    for forks in ["2", "1"] {
+        for pidfile in &unwritable {
+            let mut child = spawn_with_pidfile(dir.path(), forks, pidfile);
+            let status = child.wait_exit(WITHIN);
+            assert_eq!(status.code(), Some(2), "forks = {forks}, {pidfile:?}");
+            // Read to its end: nothing the service started holds stdout or stderr open.
+            let stdout = child.remaining_lines();
+            let stderr = child.stderr();
+            assert!(
+                stderr.contains("cannot write the pidfile")
+                    && stderr.contains(&pidfile.display().to_string()),
+                "forks = {forks}: {stderr}"
+            );
+            assert!(
+                !stdout.iter().any(|line| line.contains("\"serving\"")),
+                "no worker served: {stdout:?}"
+            );
+            assert_eq!(child.group_members(), Vec::<i32>::new());
+        }
+    }
+}
+
+#[test]
+fn with_one_worker_the_pidfile_names_the_serving_process_and_is_removed_at_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("svc.pid");
+    let mut child = spawn_with_pidfile(dir.path(), "1", &pidfile);
+    let mut lines = Vec::new();
+    child.read_until(&mut lines, "\"serving\"", 1);
+    let named: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(named, child.pid().as_raw());
+    child.signal(Signal::SIGTERM);
+    assert_eq!(child.wait_exit(WITHIN).code(), Some(0));
+    assert!(!pidfile.exists(), "removed at exit");
+}

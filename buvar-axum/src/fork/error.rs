@@ -42,6 +42,18 @@ pub enum ForkError {
         /// The name that was looked up.
         name: String,
     },
+    /// The pidfile cannot be written; nothing was started.
+    #[error(
+        "cannot write the pidfile {path} (`[http] pidfile`): {source}; create its directory, \
+         make it writable for this user, or unset the setting"
+    )]
+    Pidfile {
+        /// The configured path.
+        path: std::path::PathBuf,
+        /// The operating system error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Every worker failed before any of them reported readiness.
     #[error(
         "no worker became ready (worker {index} {status}); check the worker's log for the \

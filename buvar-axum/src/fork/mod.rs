@@ -68,6 +68,7 @@
 mod backoff;
 mod error;
 mod notify;
+mod pidfile;
 mod policy;
 mod privileges;
 mod reload;
@@ -191,8 +192,10 @@ impl Prefork {
     }
 
     /// A file the supervisor writes its pid to (atomically: a new file renamed over the old),
-    /// when it starts or, started by SIGUSR2, when it takes over; removed at exit if it still
-    /// holds this supervisor's pid.
+    /// before the first worker starts or, started by SIGUSR2, when it takes over; removed at
+    /// exit if it still holds this supervisor's pid. With one unsupervised worker
+    /// ([`workers(1)`](Self::workers)) it names that process. A path that cannot be written
+    /// fails [`run`](Self::run) with [`ForkError::Pidfile`] before anything starts.
     pub fn pidfile(mut self, path: Option<PathBuf>) -> Self {
         self.pidfile = path;
         self
@@ -216,6 +219,11 @@ impl Prefork {
     {
         let workers = worker_count(self.workers);
         if workers == 1 && self.workers == 1 {
+            // Written as the user that started the service, before it gives up its rights.
+            let pidfile = self.pidfile.map(pidfile::Pidfile::new);
+            if let Some(pidfile) = &pidfile {
+                pidfile.write()?;
+            }
             if let Some(credentials) = self.settings.credentials {
                 credentials.assume()?;
             }
@@ -226,6 +234,9 @@ impl Prefork {
                 None,
                 None,
             ));
+            if let Some(pidfile) = &pidfile {
+                pidfile.remove();
+            }
             return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
         }
         ensure_single_threaded()?;

@@ -4,7 +4,6 @@
 use std::{
     collections::VecDeque,
     os::fd::{AsFd, AsRawFd, OwnedFd},
-    path::{Path, PathBuf},
     process::ExitCode,
     time::{Duration, Instant},
 };
@@ -23,6 +22,7 @@ use nix::{
 use super::{
     ForkError, Prefork, Reload, Settings, Worker,
     notify::Notifier,
+    pidfile::Pidfile,
     policy::{Action, Event, Exit, Fate, Hangup, KillCause, Notice, Outcome, Policy, Timing},
     signals,
     upgrade::{self, Program},
@@ -50,7 +50,7 @@ pub(super) struct Supervisor {
     upgrade_pipe: Option<OwnedFd>,
     /// Started by an upgrade: the pipe to confirm on once every worker is ready.
     handoff: Option<OwnedFd>,
-    pidfile: Option<PathBuf>,
+    pidfile: Option<Pidfile>,
 }
 
 impl Supervisor {
@@ -88,7 +88,7 @@ impl Supervisor {
             program: Program::current(),
             upgrade_pipe: None,
             handoff: upgrade::take_handoff(),
-            pidfile,
+            pidfile: pidfile.map(Pidfile::new),
         })
     }
 
@@ -97,8 +97,12 @@ impl Supervisor {
         F: Fn(Worker) -> i32,
     {
         tracing::info!(workers = self.policy.slots(), "supervisor starting");
+        // Before the first fork: a pidfile that cannot be written stops the start with nothing
+        // to clean up. An upgrade's new supervisor writes it once it takes over.
         if self.handoff.is_none() {
-            self.write_pidfile();
+            if let Some(pidfile) = &self.pidfile {
+                pidfile.write()?;
+            }
         }
         let start = self.policy.start();
         self.perform(start, work)?;
@@ -130,7 +134,9 @@ impl Supervisor {
             // writes them as the reader catches up (never blocking on it).
             buvar_kit::log::flush();
             if let Some(outcome) = self.policy.outcome() {
-                self.remove_pidfile();
+                if let Some(pidfile) = &self.pidfile {
+                    pidfile.remove();
+                }
                 return finish(outcome);
             }
         }
@@ -206,8 +212,11 @@ impl Supervisor {
                         crate::metrics::supervisor_status(total, ready);
                         if let Some(handoff) = self.handoff.take() {
                             // The pidfile first: the old supervisor, once told, removes it at
-                            // exit unless it names another process.
-                            self.write_pidfile();
+                            // exit unless it names another process. Its path was written by
+                            // the old one; should it fail now, serving matters more.
+                            if let Some(Err(error)) = self.pidfile.as_ref().map(Pidfile::write) {
+                                tracing::error!(%error, "taking over without the pidfile");
+                            }
                             self.notifier.main_pid();
                             upgrade::confirm(handoff);
                             tracing::info!("serving in place of the supervisor that started us");
@@ -328,34 +337,6 @@ impl Supervisor {
         Ok(pid)
     }
 
-    /// Writes this process's pid to the pidfile, atomically (a new file renamed over it).
-    fn write_pidfile(&self) {
-        let Some(path) = &self.pidfile else {
-            return;
-        };
-        let mut partial = path.as_os_str().to_owned();
-        partial.push(".new");
-        let partial = PathBuf::from(partial);
-        let written = std::fs::write(&partial, format!("{}\n", self.pid))
-            .and_then(|()| std::fs::rename(&partial, path));
-        if let Err(error) = written {
-            tracing::error!(path = %path.display(), %error, "cannot write the pidfile");
-        }
-    }
-
-    /// Removes the pidfile if it still names this process (after an upgrade it names the new
-    /// supervisor).
-    fn remove_pidfile(&self) {
-        let Some(path) = &self.pidfile else {
-            return;
-        };
-        if read_pid(path) == Some(self.pid) {
-            if let Err(error) = std::fs::remove_file(path) {
-                tracing::warn!(path = %path.display(), %error, "cannot remove the pidfile");
-            }
-        }
-    }
-
     fn spawn<F>(&mut self, slot: usize, work: &F) -> Result<Pid, ForkError>
     where
         F: Fn(Worker) -> i32,
@@ -438,11 +419,6 @@ fn finish(outcome: Outcome) -> Result<ExitCode, ForkError> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn read_pid(path: &Path) -> Option<Pid> {
-    let text = std::fs::read_to_string(path).ok()?;
-    text.trim().parse().ok().map(Pid::from_raw)
 }
 
 /// Every child that ended since the last call (`waitpid(-1, WNOHANG)` until nothing is left),

@@ -168,7 +168,8 @@ pub fn bind(uris: &[SocketUri], opts: &BindOptions) -> Result<Vec<BoundSocket>, 
     let mut inherited = activation::take_listen_fds()?;
     let mut bound = Vec::with_capacity(uris.len() + inherited.len());
     for uri in uris {
-        if bound.iter().any(|socket: &BoundSocket| &socket.uri == uri) {
+        // The same socket asked for twice is bound once; port 0 asks for a new one each time.
+        if !uri.is_any_port() && bound.iter().any(|socket: &BoundSocket| &socket.uri == uri) {
             continue;
         }
         if let Some(at) = inherited.iter().position(|socket| &socket.uri == uri) {

@@ -36,6 +36,14 @@ pub enum SocketUri {
     Unix(PathBuf),
 }
 
+impl SocketUri {
+    /// A TCP address with port 0: each bind of it gets a new port the kernel picks, so two of
+    /// them name two sockets.
+    pub(crate) fn is_any_port(&self) -> bool {
+        matches!(self, SocketUri::Tcp(addr) if addr.port() == 0)
+    }
+}
+
 impl FromStr for SocketUri {
     type Err = SocketError;
 
