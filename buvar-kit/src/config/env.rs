@@ -155,6 +155,7 @@ fn coerce(raw: &str, kind: &Kind) -> Result<Value, String> {
         | Kind::Bytes
         | Kind::Unit
         | Kind::Map(_)
+        | Kind::OneOf(_)
         | Kind::Named(_)
         | Kind::Unknown => Value::from(raw),
     })

@@ -34,6 +34,7 @@ pub struct EnvVar {
 /// let help = env_help::<LogConfig>("APP").to_string();
 /// assert!(help.contains("APP_LOG_LEVEL"));
 /// assert!(help.contains("default \"info\""));
+/// assert!(help.contains("auto | json | pretty"));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnvHelp {
@@ -158,4 +159,22 @@ fn default_text(defaults: &Value, leaf: &Leaf) -> Option<String> {
 /// A value in TOML syntax, as a user would write it.
 fn toml_text(value: &Value) -> String {
     toml::Value::try_from(value).map_or_else(|_| format!("{value:?}"), |value| value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::LogConfig;
+
+    #[test]
+    fn an_enum_reads_as_its_values_and_its_default_as_serde_names_it() {
+        let help = env_help::<LogConfig>("APP");
+        let format = help
+            .vars()
+            .iter()
+            .find(|var| var.name == "APP_LOG_FORMAT")
+            .unwrap();
+        assert_eq!(format.type_label, "auto | json | pretty");
+        assert_eq!(format.default.as_deref(), Some("\"auto\""));
+    }
 }

@@ -53,6 +53,7 @@
 //! `#[serde(flatten)]`) are not. Such a section still loads from files; only a variable that
 //! targets it is an error, so it is never silently ignored.
 
+mod choices;
 mod dump;
 pub mod duration;
 mod env;

@@ -12,7 +12,7 @@ use serde_reflection::{
 };
 
 use super::secret::is_secret_name;
-use super::{Limit, Section, duration, file_mode};
+use super::{Limit, Section, choices, duration, file_mode};
 
 /// The value type of a leaf field, as far as the environment mapping needs to know it.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,6 +30,8 @@ pub(crate) enum Kind {
     List(Box<Kind>),
     Tuple(Vec<Kind>),
     Map(Box<Kind>),
+    /// An enum whose variants are all units: one of these names, as serde spells them.
+    OneOf(Vec<String>),
     /// A named enum or struct that is set as a whole (e.g. inside a list).
     Named(String),
     Unit,
@@ -46,21 +48,32 @@ impl fmt::Display for Kind {
             Kind::Str => f.write_str("string"),
             Kind::Char => f.write_str("char"),
             Kind::Bytes => f.write_str("bytes"),
-            Kind::List(inner) => write!(f, "list of {inner}"),
+            Kind::List(inner) => write!(f, "list of {}", inner.nested()),
             Kind::Tuple(items) => {
                 f.write_str("(")?;
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
                         f.write_str(", ")?;
                     }
-                    write!(f, "{item}")?;
+                    write!(f, "{}", item.nested())?;
                 }
                 f.write_str(")")
             }
-            Kind::Map(inner) => write!(f, "table of {inner}"),
+            Kind::Map(inner) => write!(f, "table of {}", inner.nested()),
+            Kind::OneOf(names) => f.write_str(&names.join(" | ")),
             Kind::Named(name) => f.write_str(name),
             Kind::Unit => f.write_str("unit"),
             Kind::Unknown => f.write_str("value"),
+        }
+    }
+}
+
+impl Kind {
+    /// The kind as shown inside another label, where a choice needs parentheses to read as one.
+    fn nested(&self) -> String {
+        match self {
+            Kind::OneOf(_) => format!("({self})"),
+            _ => self.to_string(),
         }
     }
 }
@@ -88,7 +101,11 @@ impl Leaf {
 
     /// The type as shown to people.
     pub(crate) fn type_label(&self) -> String {
-        let mut label = self.kind.to_string();
+        let mut label = if self.optional || self.secret {
+            self.kind.nested()
+        } else {
+            self.kind.to_string()
+        };
         if self.optional {
             label = format!("optional {label}");
         }
@@ -152,6 +169,7 @@ impl Schema {
                 let registry = tracer.registry_unchecked();
                 let mut walker = Walker {
                     registry: &registry,
+                    choices: choices::unit_enums::<T>(),
                     leaves: Vec::new(),
                     stack: Vec::new(),
                 };
@@ -207,6 +225,8 @@ pub(crate) fn section_path(section: &str) -> Vec<String> {
 
 struct Walker<'a> {
     registry: &'a Registry,
+    /// The unit-variant enums' names, which the tracer saw only one of.
+    choices: BTreeMap<String, Vec<String>>,
     leaves: Vec<Leaf>,
     /// Container names being walked, so a recursive type ends as an opaque leaf.
     stack: Vec<String>,
@@ -327,6 +347,10 @@ impl Walker<'_> {
                 Some(ContainerFormat::NewTypeStruct(inner)) if !self.stack.contains(name) => {
                     self.kind(inner)
                 }
+                Some(ContainerFormat::Enum(_)) => self.choices.get(name).map_or_else(
+                    || Kind::Named(short_name(name)),
+                    |names| Kind::OneOf(names.clone()),
+                ),
                 _ => Kind::Named(short_name(name)),
             },
             Format::Variable(_) => Kind::Unknown,
@@ -369,6 +393,32 @@ mod tests {
         keys: Vec<Secret<String>>,
     }
     crate::section!(Sample, "my.sample");
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    #[allow(dead_code)]
+    enum Colour {
+        DeepRed,
+        #[serde(rename = "sky")]
+        Blue,
+    }
+
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct Palette {
+        colour: Colour,
+        accent: Option<Colour>,
+        rest: Vec<Colour>,
+        log: crate::log::LogConfig,
+    }
+
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct Painting {
+        palette: Palette,
+        frame: Option<Colour>,
+    }
+    crate::section!(Painting, "art");
 
     fn leaf<'a>(schema: &'a Schema, key: &str) -> &'a Leaf {
         schema.leaves.iter().find(|leaf| leaf.key() == key).unwrap()
@@ -421,6 +471,32 @@ mod tests {
         assert_eq!(
             leaf(&schema, "my.sample.renamed-key").env_name("APP"),
             "APP_MY_SAMPLE_RENAMED_KEY"
+        );
+    }
+
+    #[test]
+    fn enums_of_unit_variants_show_every_value_at_any_depth() {
+        let schema = Schema::of::<Painting>();
+        assert_eq!(schema.problem, None);
+        assert_eq!(
+            leaf(&schema, "art.palette.colour").type_label(),
+            "deep_red | sky"
+        );
+        assert_eq!(
+            leaf(&schema, "art.palette.accent").type_label(),
+            "optional (deep_red | sky)"
+        );
+        assert_eq!(
+            leaf(&schema, "art.palette.rest").type_label(),
+            "list of (deep_red | sky)"
+        );
+        assert_eq!(
+            leaf(&schema, "art.frame").type_label(),
+            "optional (deep_red | sky)"
+        );
+        assert_eq!(
+            leaf(&schema, "art.palette.log.format").type_label(),
+            "auto | json | pretty"
         );
     }
 }
