@@ -62,9 +62,11 @@ pub mod file_mode;
 mod help;
 mod layer;
 mod limit;
+mod origin;
 mod schema;
 mod secret;
 mod source;
+mod typo;
 mod unknown;
 
 pub use env::EnvWarning;
