@@ -16,7 +16,8 @@ pub struct EnvVar {
     pub name: String,
     /// The dotted key it sets, e.g. `http.port`.
     pub key: String,
-    /// The field's type as shown to people, e.g. `u16`, `list of string`, `secret string`.
+    /// The field's type as shown to people, e.g. `u16`, `list of string`, `secret string`,
+    /// `auto | json | pretty` (the values of an enum).
     pub type_label: String,
     /// The in-code default as TOML, `***` for secrets, `None` without one.
     pub default: Option<String>,
