@@ -93,7 +93,7 @@ impl fmt::Display for EnvHelp {
 /// its in-code default (from `section!(T, "name", default)`).
 /// [`ConfigSource::env_help`](super::ConfigSource::env_help) lists them for every known section.
 pub fn env_help<T: Section>(prefix: &str) -> EnvHelp {
-    let schema = Schema::of::<T>();
+    let schema = Schema::of::<T>(T::SECTION, T::limits());
     match T::defaults() {
         Ok(defaults) => {
             let defaults = defaults

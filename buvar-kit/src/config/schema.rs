@@ -7,12 +7,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use serde::de::DeserializeOwned;
 use serde_reflection::{
     ContainerFormat, Format, Registry, Samples, Tracer, TracerConfig, VariantFormat,
 };
 
 use super::secret::is_secret_name;
-use super::{Limit, Section, choices, duration, file_mode};
+use super::{Limit, choices, duration, file_mode};
 
 /// The value type of a leaf field, as far as the environment mapping needs to know it.
 #[derive(Clone, Debug, PartialEq)]
@@ -152,10 +153,13 @@ pub(crate) struct Schema {
 }
 
 impl Schema {
-    /// Reflects over `T`.
-    pub(crate) fn of<T: Section>() -> Self {
+    /// Reflects over `T`, read at dotted path `section` with the ranges `limits`.
+    ///
+    /// Takes what a [`Section`](super::Section) declares rather than the trait, so that the
+    /// reflection depends on nothing of the config it serves.
+    pub(crate) fn of<T: DeserializeOwned>(section: &'static str, limits: Vec<Limit>) -> Self {
         let type_name = std::any::type_name::<T>();
-        let section_path = section_path(T::SECTION);
+        let section_path = section_path(section);
         // A sample text that text-typed fields (file modes, durations, non-empty paths) accept
         // while being traced.
         let mut tracer = Tracer::new(
@@ -176,20 +180,20 @@ impl Schema {
                 let tree = walker.walk(&format, &section_path, false, false);
                 Self {
                     type_name,
-                    section: T::SECTION,
+                    section,
                     leaves: walker.leaves,
                     tree,
                     problem: None,
-                    limits: T::limits(),
+                    limits,
                 }
             }
             Err(error) => Self {
                 type_name,
-                section: T::SECTION,
+                section,
                 leaves: Vec::new(),
                 tree: Node::Any,
                 problem: Some(error.to_string()),
-                limits: T::limits(),
+                limits,
             },
         }
     }
@@ -392,7 +396,6 @@ mod tests {
         renamed: f64,
         keys: Vec<Secret<String>>,
     }
-    crate::section!(Sample, "my.sample");
 
     #[derive(Deserialize)]
     #[serde(rename_all = "snake_case")]
@@ -418,7 +421,6 @@ mod tests {
         palette: Palette,
         frame: Option<Colour>,
     }
-    crate::section!(Painting, "art");
 
     fn leaf<'a>(schema: &'a Schema, key: &str) -> &'a Leaf {
         schema.leaves.iter().find(|leaf| leaf.key() == key).unwrap()
@@ -426,7 +428,7 @@ mod tests {
 
     #[test]
     fn leaves_follow_fields_and_section_path() {
-        let schema = Schema::of::<Sample>();
+        let schema = Schema::of::<Sample>("my.sample", Vec::new());
         assert_eq!(schema.problem, None);
         let keys: Vec<String> = schema.leaves.iter().map(Leaf::key).collect();
         assert_eq!(
@@ -448,7 +450,7 @@ mod tests {
 
     #[test]
     fn leaves_carry_type_optionality_and_secrecy() {
-        let schema = Schema::of::<Sample>();
+        let schema = Schema::of::<Sample>("my.sample", Vec::new());
         assert_eq!(leaf(&schema, "my.sample.some_field").type_label(), "u16");
         assert_eq!(
             leaf(&schema, "my.sample.names").type_label(),
@@ -476,7 +478,7 @@ mod tests {
 
     #[test]
     fn enums_of_unit_variants_show_every_value_at_any_depth() {
-        let schema = Schema::of::<Painting>();
+        let schema = Schema::of::<Painting>("art", Vec::new());
         assert_eq!(schema.problem, None);
         assert_eq!(
             leaf(&schema, "art.palette.colour").type_label(),

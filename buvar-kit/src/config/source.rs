@@ -324,7 +324,7 @@ impl ConfigSource {
         if let Some(known) = self.known().get(&TypeId::of::<T>()) {
             return Ok(known.clone());
         }
-        let schema = Schema::of::<T>();
+        let schema = Schema::of::<T>(T::SECTION, T::limits());
         let defaults = T::defaults()?.map(|dict| Layer {
             metadata: Metadata::named(format!(
                 "in-code defaults of `{}`",
