@@ -72,7 +72,7 @@ fn a_connection_limit_beyond_the_semaphore_from_the_environment_exits_2() {
 }
 
 #[test]
-fn env_help_shows_durations_and_ranges() {
+fn env_help_shows_durations_ranges_and_the_values_of_enums() {
     let out = run(BASE, &["--env-help"], &[]);
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
@@ -95,6 +95,10 @@ fn env_help_shows_durations_and_ranges() {
     assert_eq!(
         line("SVC_HTTP_HEARTBEAT_TIMEOUT"),
         "SVC_HTTP_HEARTBEAT_TIMEOUT duration default \"30s\"; 0 (off) or between 100ms and 1day"
+    );
+    assert_eq!(
+        line("SVC_LOG_FORMAT"),
+        "SVC_LOG_FORMAT auto | json | pretty default \"auto\""
     );
 }
 

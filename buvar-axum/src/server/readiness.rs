@@ -1,4 +1,5 @@
-//! `/readyz` and the readiness checks plugins contribute to it.
+//! `/readyz`: whether the server accepts connections ([`Readiness`]) and the readiness checks
+//! plugins contribute.
 //!
 //! `/readyz` answers whether to send this worker traffic: 200 only while the server accepts
 //! connections and every check passes, else 503. `/healthz` answers whether to restart the
@@ -25,10 +26,46 @@ use buvar_kit::{BoxError, Cancel, ConfigSource, Context};
 use futures_util::FutureExt;
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::Readiness;
 use crate::redact::redact;
+use crate::sockets::SocketUri;
+
+/// Whether the server accepts requests, and on which addresses; `/readyz` reads it.
+#[derive(Debug)]
+pub struct Readiness {
+    state: watch::Sender<Vec<SocketUri>>,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self {
+            state: watch::Sender::new(Vec::new()),
+        }
+    }
+}
+
+impl Readiness {
+    pub(super) fn set_ready(&self, addrs: Vec<SocketUri>) {
+        self.state.send_replace(addrs);
+    }
+
+    /// Whether the server accepts connections.
+    pub fn is_ready(&self) -> bool {
+        !self.state.borrow().is_empty()
+    }
+
+    /// Waits until the server accepts connections and returns the addresses it listens on
+    /// (with the ports the kernel chose for port 0).
+    pub async fn wait(&self) -> Vec<SocketUri> {
+        let mut state = self.state.subscribe();
+        match state.wait_for(|addrs| !addrs.is_empty()).await {
+            Ok(addrs) => addrs.clone(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
 
 /// The longest timeout or cache time accepted, in seconds.
 const MAX_SECONDS: f64 = 300.0;

@@ -11,6 +11,7 @@ use figment::value::{Dict, Value};
 use super::error::ConfigError;
 use super::layer::Layer;
 use super::schema::{Kind, Leaf, Schema};
+use super::typo::closest;
 
 /// The environment variables that start with the prefix, read once per load.
 #[derive(Debug, Default)]
@@ -155,6 +156,7 @@ fn coerce(raw: &str, kind: &Kind) -> Result<Value, String> {
         | Kind::Bytes
         | Kind::Unit
         | Kind::Map(_)
+        | Kind::OneOf(_)
         | Kind::Named(_)
         | Kind::Unknown => Value::from(raw),
     })
@@ -231,34 +233,6 @@ pub(crate) fn warnings(
         .collect()
 }
 
-/// The candidate nearest to `name` by edit distance, if it is near enough to be a typo.
-pub(crate) fn closest<'a>(
-    name: &str,
-    candidates: impl Iterator<Item = &'a str>,
-) -> Option<&'a str> {
-    let limit = 2 + name.len() / 8;
-    candidates
-        .map(|candidate| (edit_distance(name, candidate), candidate))
-        .filter(|(distance, _)| *distance <= limit)
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, candidate)| candidate)
-}
-
-/// Levenshtein distance over characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = previous[j] + usize::from(ca != *cb);
-            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,15 +299,5 @@ mod tests {
     fn maps_parse_as_inline_tables() {
         let map = coerce("{ a = 1 }", &Kind::Map(Box::new(Kind::Int("u8")))).unwrap();
         assert_eq!(map.find("a").and_then(|v| v.to_i128()), Some(1));
-    }
-
-    #[test]
-    fn closest_finds_typos_but_not_strangers() {
-        let known = ["APP_HTTP_PORT", "APP_HTTP_HOST"];
-        assert_eq!(
-            closest("APP_HTTP_PORTT", known.into_iter()),
-            Some("APP_HTTP_PORT")
-        );
-        assert_eq!(closest("APP_DATABASE_URL", known.into_iter()), None);
     }
 }

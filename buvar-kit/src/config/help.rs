@@ -16,7 +16,8 @@ pub struct EnvVar {
     pub name: String,
     /// The dotted key it sets, e.g. `http.port`.
     pub key: String,
-    /// The field's type as shown to people, e.g. `u16`, `list of string`, `secret string`.
+    /// The field's type as shown to people, e.g. `u16`, `list of string`, `secret string`,
+    /// `auto | json | pretty` (the values of an enum).
     pub type_label: String,
     /// The in-code default as TOML, `***` for secrets, `None` without one.
     pub default: Option<String>,
@@ -34,6 +35,7 @@ pub struct EnvVar {
 /// let help = env_help::<LogConfig>("APP").to_string();
 /// assert!(help.contains("APP_LOG_LEVEL"));
 /// assert!(help.contains("default \"info\""));
+/// assert!(help.contains("auto | json | pretty"));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnvHelp {
@@ -91,7 +93,7 @@ impl fmt::Display for EnvHelp {
 /// its in-code default (from `section!(T, "name", default)`).
 /// [`ConfigSource::env_help`](super::ConfigSource::env_help) lists them for every known section.
 pub fn env_help<T: Section>(prefix: &str) -> EnvHelp {
-    let schema = Schema::of::<T>();
+    let schema = Schema::of::<T>(T::SECTION, T::limits());
     match T::defaults() {
         Ok(defaults) => {
             let defaults = defaults
@@ -158,4 +160,22 @@ fn default_text(defaults: &Value, leaf: &Leaf) -> Option<String> {
 /// A value in TOML syntax, as a user would write it.
 fn toml_text(value: &Value) -> String {
     toml::Value::try_from(value).map_or_else(|_| format!("{value:?}"), |value| value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::LogConfig;
+
+    #[test]
+    fn an_enum_reads_as_its_values_and_its_default_as_serde_names_it() {
+        let help = env_help::<LogConfig>("APP");
+        let format = help
+            .vars()
+            .iter()
+            .find(|var| var.name == "APP_LOG_FORMAT")
+            .unwrap();
+        assert_eq!(format.type_label, "auto | json | pretty");
+        assert_eq!(format.default.as_deref(), Some("\"auto\""));
+    }
 }

@@ -53,6 +53,7 @@
 //! `#[serde(flatten)]`) are not. Such a section still loads from files; only a variable that
 //! targets it is an error, so it is never silently ignored.
 
+mod choices;
 mod dump;
 pub mod duration;
 mod env;
@@ -61,9 +62,11 @@ pub mod file_mode;
 mod help;
 mod layer;
 mod limit;
+mod origin;
 mod schema;
 mod secret;
 mod source;
+mod typo;
 mod unknown;
 
 pub use env::EnvWarning;

@@ -7,12 +7,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use serde::de::DeserializeOwned;
 use serde_reflection::{
     ContainerFormat, Format, Registry, Samples, Tracer, TracerConfig, VariantFormat,
 };
 
 use super::secret::is_secret_name;
-use super::{Limit, Section, duration, file_mode};
+use super::{Limit, choices, duration, file_mode};
 
 /// The value type of a leaf field, as far as the environment mapping needs to know it.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,6 +31,8 @@ pub(crate) enum Kind {
     List(Box<Kind>),
     Tuple(Vec<Kind>),
     Map(Box<Kind>),
+    /// An enum whose variants are all units: one of these names, as serde spells them.
+    OneOf(Vec<String>),
     /// A named enum or struct that is set as a whole (e.g. inside a list).
     Named(String),
     Unit,
@@ -46,21 +49,32 @@ impl fmt::Display for Kind {
             Kind::Str => f.write_str("string"),
             Kind::Char => f.write_str("char"),
             Kind::Bytes => f.write_str("bytes"),
-            Kind::List(inner) => write!(f, "list of {inner}"),
+            Kind::List(inner) => write!(f, "list of {}", inner.nested()),
             Kind::Tuple(items) => {
                 f.write_str("(")?;
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
                         f.write_str(", ")?;
                     }
-                    write!(f, "{item}")?;
+                    write!(f, "{}", item.nested())?;
                 }
                 f.write_str(")")
             }
-            Kind::Map(inner) => write!(f, "table of {inner}"),
+            Kind::Map(inner) => write!(f, "table of {}", inner.nested()),
+            Kind::OneOf(names) => f.write_str(&names.join(" | ")),
             Kind::Named(name) => f.write_str(name),
             Kind::Unit => f.write_str("unit"),
             Kind::Unknown => f.write_str("value"),
+        }
+    }
+}
+
+impl Kind {
+    /// The kind as shown inside another label, where a choice needs parentheses to read as one.
+    fn nested(&self) -> String {
+        match self {
+            Kind::OneOf(_) => format!("({self})"),
+            _ => self.to_string(),
         }
     }
 }
@@ -88,7 +102,11 @@ impl Leaf {
 
     /// The type as shown to people.
     pub(crate) fn type_label(&self) -> String {
-        let mut label = self.kind.to_string();
+        let mut label = if self.optional || self.secret {
+            self.kind.nested()
+        } else {
+            self.kind.to_string()
+        };
         if self.optional {
             label = format!("optional {label}");
         }
@@ -135,10 +153,13 @@ pub(crate) struct Schema {
 }
 
 impl Schema {
-    /// Reflects over `T`.
-    pub(crate) fn of<T: Section>() -> Self {
+    /// Reflects over `T`, read at dotted path `section` with the ranges `limits`.
+    ///
+    /// Takes what a [`Section`](super::Section) declares rather than the trait, so that the
+    /// reflection depends on nothing of the config it serves.
+    pub(crate) fn of<T: DeserializeOwned>(section: &'static str, limits: Vec<Limit>) -> Self {
         let type_name = std::any::type_name::<T>();
-        let section_path = section_path(T::SECTION);
+        let section_path = section_path(section);
         // A sample text that text-typed fields (file modes, durations, non-empty paths) accept
         // while being traced.
         let mut tracer = Tracer::new(
@@ -152,26 +173,27 @@ impl Schema {
                 let registry = tracer.registry_unchecked();
                 let mut walker = Walker {
                     registry: &registry,
+                    choices: choices::unit_enums::<T>(),
                     leaves: Vec::new(),
                     stack: Vec::new(),
                 };
                 let tree = walker.walk(&format, &section_path, false, false);
                 Self {
                     type_name,
-                    section: T::SECTION,
+                    section,
                     leaves: walker.leaves,
                     tree,
                     problem: None,
-                    limits: T::limits(),
+                    limits,
                 }
             }
             Err(error) => Self {
                 type_name,
-                section: T::SECTION,
+                section,
                 leaves: Vec::new(),
                 tree: Node::Any,
                 problem: Some(error.to_string()),
-                limits: T::limits(),
+                limits,
             },
         }
     }
@@ -207,6 +229,8 @@ pub(crate) fn section_path(section: &str) -> Vec<String> {
 
 struct Walker<'a> {
     registry: &'a Registry,
+    /// The unit-variant enums' names, which the tracer saw only one of.
+    choices: BTreeMap<String, Vec<String>>,
     leaves: Vec<Leaf>,
     /// Container names being walked, so a recursive type ends as an opaque leaf.
     stack: Vec<String>,
@@ -327,6 +351,10 @@ impl Walker<'_> {
                 Some(ContainerFormat::NewTypeStruct(inner)) if !self.stack.contains(name) => {
                     self.kind(inner)
                 }
+                Some(ContainerFormat::Enum(_)) => self.choices.get(name).map_or_else(
+                    || Kind::Named(short_name(name)),
+                    |names| Kind::OneOf(names.clone()),
+                ),
                 _ => Kind::Named(short_name(name)),
             },
             Format::Variable(_) => Kind::Unknown,
@@ -368,7 +396,31 @@ mod tests {
         renamed: f64,
         keys: Vec<Secret<String>>,
     }
-    crate::section!(Sample, "my.sample");
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    #[allow(dead_code)]
+    enum Colour {
+        DeepRed,
+        #[serde(rename = "sky")]
+        Blue,
+    }
+
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct Palette {
+        colour: Colour,
+        accent: Option<Colour>,
+        rest: Vec<Colour>,
+        log: crate::log::LogConfig,
+    }
+
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct Painting {
+        palette: Palette,
+        frame: Option<Colour>,
+    }
 
     fn leaf<'a>(schema: &'a Schema, key: &str) -> &'a Leaf {
         schema.leaves.iter().find(|leaf| leaf.key() == key).unwrap()
@@ -376,7 +428,7 @@ mod tests {
 
     #[test]
     fn leaves_follow_fields_and_section_path() {
-        let schema = Schema::of::<Sample>();
+        let schema = Schema::of::<Sample>("my.sample", Vec::new());
         assert_eq!(schema.problem, None);
         let keys: Vec<String> = schema.leaves.iter().map(Leaf::key).collect();
         assert_eq!(
@@ -398,7 +450,7 @@ mod tests {
 
     #[test]
     fn leaves_carry_type_optionality_and_secrecy() {
-        let schema = Schema::of::<Sample>();
+        let schema = Schema::of::<Sample>("my.sample", Vec::new());
         assert_eq!(leaf(&schema, "my.sample.some_field").type_label(), "u16");
         assert_eq!(
             leaf(&schema, "my.sample.names").type_label(),
@@ -421,6 +473,32 @@ mod tests {
         assert_eq!(
             leaf(&schema, "my.sample.renamed-key").env_name("APP"),
             "APP_MY_SAMPLE_RENAMED_KEY"
+        );
+    }
+
+    #[test]
+    fn enums_of_unit_variants_show_every_value_at_any_depth() {
+        let schema = Schema::of::<Painting>("art", Vec::new());
+        assert_eq!(schema.problem, None);
+        assert_eq!(
+            leaf(&schema, "art.palette.colour").type_label(),
+            "deep_red | sky"
+        );
+        assert_eq!(
+            leaf(&schema, "art.palette.accent").type_label(),
+            "optional (deep_red | sky)"
+        );
+        assert_eq!(
+            leaf(&schema, "art.palette.rest").type_label(),
+            "list of (deep_red | sky)"
+        );
+        assert_eq!(
+            leaf(&schema, "art.frame").type_label(),
+            "optional (deep_red | sky)"
+        );
+        assert_eq!(
+            leaf(&schema, "art.palette.log.format").type_label(),
+            "auto | json | pretty"
         );
     }
 }

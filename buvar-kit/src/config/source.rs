@@ -12,10 +12,12 @@ use figment::{Figment, Metadata, Provider, Source};
 use serde::Serialize;
 
 use super::env::{self, EnvSnapshot, EnvWarning};
-use super::error::{ConfigError, origin};
+use super::error::ConfigError;
 use super::help::{EnvHelp, EnvVar};
 use super::layer::{Layer, nest, read_config_file, serialize_defaults};
+use super::origin::origin;
 use super::schema::{Schema, section_path};
+use super::typo::closest;
 use super::unknown::{UnknownKey, unknown_keys};
 use super::{Section, dump};
 use crate::components::TypeIdBuildHasher;
@@ -306,8 +308,7 @@ impl ConfigSource {
             .map(|(key, value)| UnknownKey {
                 key: key.clone(),
                 origin: self.origin_of(&self.inner.figment, value, std::slice::from_ref(key)),
-                suggestion: env::closest(key, sections.iter().map(String::as_str))
-                    .map(str::to_owned),
+                suggestion: closest(key, sections.iter().map(String::as_str)).map(str::to_owned),
                 what: "unknown section",
             })
             .collect()
@@ -323,7 +324,7 @@ impl ConfigSource {
         if let Some(known) = self.known().get(&TypeId::of::<T>()) {
             return Ok(known.clone());
         }
-        let schema = Schema::of::<T>();
+        let schema = Schema::of::<T>(T::SECTION, T::limits());
         let defaults = T::defaults()?.map(|dict| Layer {
             metadata: Metadata::named(format!(
                 "in-code defaults of `{}`",

@@ -5,9 +5,9 @@ use std::fmt;
 use figment::Figment;
 use figment::value::Value;
 
-use super::env;
-use super::error::origin;
+use super::origin::origin;
 use super::schema::{Node, Schema, section_path};
+use super::typo::closest;
 
 /// A key that matches no field of its section.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,8 +85,7 @@ impl UnknownScan<'_> {
                         || "an unnamed layer".to_owned(),
                         |metadata| origin(metadata, &child),
                     ),
-                    suggestion: env::closest(key, fields.keys().map(String::as_str))
-                        .map(str::to_owned),
+                    suggestion: closest(key, fields.keys().map(String::as_str)).map(str::to_owned),
                     what: "unknown key",
                 }),
             }
