@@ -21,6 +21,8 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
+use buvar_kit::config::figment::value::Dict;
+use buvar_kit::config::{ConfigError, Limit, Section, serialize_defaults};
 use buvar_kit::extract::Component;
 use buvar_kit::{BoxError, Cancel, ConfigSource, Context};
 use futures_util::FutureExt;
@@ -67,59 +69,52 @@ impl Readiness {
     }
 }
 
-/// The longest timeout or cache time accepted, in seconds.
-const MAX_SECONDS: f64 = 300.0;
+/// The longest timeout or cache time accepted.
+const LONGEST: Duration = Duration::from_secs(300);
 
 /// The `[readiness]` section: how `/readyz` runs the checks plugins added.
 ///
 /// ```toml
 /// [readiness]
-/// timeout = 2.0   # seconds a check may take; then it fails with "timed out"
-/// cache = 1.0     # seconds a check's outcome is reused; 0 runs it on every probe
+/// timeout = "2s"  # how long a check may take; then it fails with "timed out"
+/// cache = "1s"    # how long a check's outcome is reused; 0 runs it on every probe
 /// ```
 ///
-/// Keep `timeout` well below the probe's own timeout (Kubernetes' `timeoutSeconds`, 1 by
-/// default), so `/readyz` answers 503 naming the check rather than not answering at all.
+/// Durations read as `"800ms"`, `"2s"` or a plain number of seconds. Keep `timeout` well below
+/// the probe's own timeout (Kubernetes' `timeoutSeconds`, 1 by default), so `/readyz` answers
+/// 503 naming the check rather than not answering at all.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReadinessConfig {
-    /// Seconds a check may take before it counts as failed (0.001 to 300).
-    pub timeout: f64,
-    /// Seconds a check's outcome is reused by later probes (0 to 300).
-    pub cache: f64,
+    /// How long a check may take before it counts as failed (1 ms to 5 min).
+    #[serde(with = "buvar_kit::config::duration")]
+    pub timeout: Duration,
+    /// How long a check's outcome is reused by later probes (0 to 5 min).
+    #[serde(with = "buvar_kit::config::duration")]
+    pub cache: Duration,
 }
 
-buvar_kit::section!(ReadinessConfig, "readiness", default);
+impl Section for ReadinessConfig {
+    const SECTION: &'static str = "readiness";
+
+    fn defaults() -> Result<Option<Dict>, ConfigError> {
+        serialize_defaults(&Self::default()).map(Some)
+    }
+
+    fn limits() -> Vec<Limit> {
+        vec![
+            Limit::duration("timeout", Duration::from_millis(1)..=LONGEST),
+            Limit::duration("cache", Duration::ZERO..=LONGEST),
+        ]
+    }
+}
 
 impl Default for ReadinessConfig {
     fn default() -> Self {
         Self {
-            timeout: 0.8,
-            cache: 1.0,
+            timeout: Duration::from_millis(800),
+            cache: Duration::from_secs(1),
         }
-    }
-}
-
-impl ReadinessConfig {
-    /// The timeout and the cache time, or an error naming the key out of range.
-    pub fn durations(&self) -> Result<(Duration, Duration), ReadinessError> {
-        Ok((
-            seconds("timeout", self.timeout, 0.001)?,
-            seconds("cache", self.cache, 0.0)?,
-        ))
-    }
-}
-
-fn seconds(key: &'static str, value: f64, min: f64) -> Result<Duration, ReadinessError> {
-    if value.is_finite() && (min..=MAX_SECONDS).contains(&value) {
-        Ok(Duration::from_secs_f64(value))
-    } else {
-        Err(ReadinessError::OutOfRange {
-            key,
-            value,
-            min,
-            max: MAX_SECONDS,
-        })
     }
 }
 
@@ -127,22 +122,6 @@ fn seconds(key: &'static str, value: f64, min: f64) -> Result<Duration, Readines
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReadinessError {
-    /// A duration of `[readiness]` is out of its range.
-    #[error(
-        "`[readiness] {key}` is {value}: expected seconds from {min} to {max}; fix it in the \
-         config file or in the environment variable <PREFIX>_READINESS_{upper}",
-        upper = key.to_ascii_uppercase()
-    )]
-    OutOfRange {
-        /// The key.
-        key: &'static str,
-        /// The value found.
-        value: f64,
-        /// The smallest value accepted.
-        min: f64,
-        /// The largest value accepted.
-        max: f64,
-    },
     /// Two checks have one name, so `/readyz` could not tell them apart.
     #[error(
         "plugin `{plugin}` adds a readiness check `{name}`, which plugin `{first}` added \
@@ -216,7 +195,7 @@ pub(crate) fn route(context: &Context) -> Result<MethodRouter, ReadinessError> {
     #[cfg(feature = "grpc")]
     context.add(ReadyVerdict {
         probe: probe.clone(),
-        cache: config.durations()?.1,
+        cache: config.cache,
     });
     Ok(get(
         move |Component(readiness): Component<Readiness>,
@@ -322,7 +301,7 @@ struct CheckReport {
 
 impl Probe {
     fn new(context: &Context, config: &ReadinessConfig) -> Result<Self, ReadinessError> {
-        let (timeout, cache) = config.durations()?;
+        let (timeout, cache) = (config.timeout, config.cache);
         let added = Checks::of(context);
         let added = added.added.lock().unwrap_or_else(PoisonError::into_inner);
         let mut checks: Vec<Check> = Vec::with_capacity(added.len());
@@ -477,7 +456,7 @@ mod tests {
     async fn a_cache_of_zero_runs_the_check_on_every_probe() {
         let mut runs = None;
         let config = ReadinessConfig {
-            cache: 0.0,
+            cache: Duration::ZERO,
             ..ReadinessConfig::default()
         };
         let probe = probe(&config, |cx| runs = Some(counting(cx, "db", false)));
@@ -580,20 +559,26 @@ mod tests {
     }
 
     #[test]
-    fn durations_out_of_range_are_refused_naming_the_key() {
-        for (timeout, cache, key) in [
-            (0.0, 1.0, "timeout"),
-            (f64::NAN, 1.0, "timeout"),
-            (1.0, -1.0, "cache"),
-            (1.0, 301.0, "cache"),
-            (f64::INFINITY, 1.0, "timeout"),
+    fn durations_read_as_text_or_seconds_and_out_of_range_ones_are_refused_naming_the_key() {
+        let load = |toml: &str| {
+            ConfigSource::new()
+                .toml(toml)
+                .unwrap()
+                .load::<ReadinessConfig>()
+        };
+        let config = load("[readiness]\ntimeout = \"250ms\"\ncache = 2").unwrap();
+        assert_eq!(config.timeout, Duration::from_millis(250));
+        assert_eq!(config.cache, Duration::from_secs(2));
+        for (toml, key) in [
+            ("timeout = 0", "readiness.timeout"),
+            ("timeout = \"inf\"", "readiness.timeout"),
+            ("cache = -1", "readiness.cache"),
+            ("cache = \"301s\"", "readiness.cache"),
         ] {
-            let err = ReadinessConfig { timeout, cache }
-                .durations()
+            let err = load(&format!("[readiness]\n{toml}"))
                 .unwrap_err()
                 .to_string();
-            assert!(err.contains(&format!("`[readiness] {key}`")), "{err}");
-            assert!(err.contains(&format!("_READINESS_{}", key.to_uppercase())));
+            assert!(err.contains(key), "{toml}: {err}");
         }
     }
 
