@@ -7,7 +7,8 @@
 #   SHORT=1 LONG=3 scripts/bench-instructions.sh a c
 # Variants: a (plain axum), i (plain axum with tower-http layers), c (buvar-axum, one
 # process, current-thread runtime), e (as c, the three extractors), o (as c, `[metrics]` off).
-# Needs valgrind and wrk.
+# Needs valgrind and wrk (h2load with LOAD=h2).
+#   LOAD=h2      load over HTTP/2 with prior knowledge (h2c): h2load -c16 -m10 instead of wrk
 #   BIN=DIR      measure the binaries in DIR instead of building (e.g. a copy of an older commit's
 #                `target/release`, to compare two commits in one run)
 #   KEEP=DIR     keep the callgrind files there (DIR/<variant>.<seconds>.out), for
@@ -57,8 +58,13 @@ run() {
         curl -sf "http://127.0.0.1:$port$path" >/dev/null && break
         sleep 0.1
     done
-    requests=$(wrk -t1 -c16 -d"${seconds}s" "http://127.0.0.1:$port$path" \
-        | sed -n 's/^ *\([0-9]*\) requests in.*/\1/p')
+    if [ "${LOAD:-}" = h2 ]; then
+        requests=$(h2load -t1 -c16 -m10 -D "$seconds" "http://127.0.0.1:$port$path" \
+            | sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p')
+    else
+        requests=$(wrk -t1 -c16 -d"${seconds}s" "http://127.0.0.1:$port$path" \
+            | sed -n 's/^ *\([0-9]*\) requests in.*/\1/p')
+    fi
     kill -TERM "$pid"
     wait "$pid" || true
     echo "$requests $(sed -n 's/^summary: //p' "$out")"

@@ -13,10 +13,11 @@
 //! supervisor before any worker forks: a missing, unreadable or mismatched certificate or key
 //! stops the start (exit 2) with the file and what is wrong. Each worker then loads them again
 //! and checks their modification time, size and inode every `reload_interval` (10 s by
-//! default, between 100 ms and a day); changed files are loaded for new connections while open
-//! connections keep the certificate they started with. A bad file at reload keeps the
-//! certificate in use and logs why; a SIGHUP rollout loads the files in its new workers anyway.
-//! `client_ca` is read at start only. Private key contents never reach a log line or an error.
+//! default, between 100 ms and a day), `client_ca` included; changed files are loaded for new
+//! connections while open connections keep the certificate (and the client they verified) they
+//! started with. A bad file at reload keeps the certificate or the client CAs in use and logs
+//! why; a SIGHUP rollout loads the files in its new workers anyway. Private key contents never
+//! reach a log line or an error.
 //!
 //! The crypto provider is *ring*: it builds with a C compiler alone, where aws-lc-rs needs
 //! cmake (and NASM on some targets) and takes several times longer to compile, which matters
@@ -50,10 +51,12 @@ pub struct TlsConfig {
     /// The PEM file of the certificate's private key.
     pub key: PathBuf,
     /// A PEM file of the certificate authorities whose client certificates are accepted; with
-    /// it, a client without such a certificate is refused during the handshake.
+    /// it, a client without such a certificate is refused during the handshake. Checked for
+    /// changes as `cert` and `key` are.
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
-    /// How often each worker checks `cert` and `key` for changes; between 100 ms and a day.
+    /// How often each worker checks `cert`, `key` and `client_ca` for changes; between 100 ms
+    /// and a day.
     #[serde(
         default = "default_reload_interval",
         with = "buvar_kit::config::duration"
@@ -206,13 +209,57 @@ impl ResolvesServerCert for Resolver {
     }
 }
 
-/// A loaded `[http.tls]`: the acceptor and what reloads its certificate.
+/// Builds the server's configuration: the client verifier from `client_ca` (read now), and
+/// `resolver` for the certificate.
+fn server_config(
+    tls: &TlsConfig,
+    provider: &Arc<CryptoProvider>,
+    resolver: Arc<Resolver>,
+) -> Result<ServerConfig, TlsError> {
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|err| TlsError::Content {
+            what: "certificate",
+            path: tls.cert.clone(),
+            problem: format!("cannot be served: {err}"),
+        })?;
+    let builder = match &tls.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            const CA: &str = "client CA";
+            let mut roots = RootCertStore::empty();
+            for cert in certificates(CA, path)? {
+                roots.add(cert).map_err(|err| TlsError::Content {
+                    what: CA,
+                    path: path.clone(),
+                    problem: format!("holds a certificate that is not a usable CA: {err}"),
+                })?;
+            }
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|err| TlsError::Content {
+                        what: CA,
+                        path: path.clone(),
+                        problem: format!("cannot verify clients: {err}"),
+                    })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut server = builder.with_cert_resolver(resolver);
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(server)
+}
+
+/// A loaded `[http.tls]`: the acceptor and what reloads its files.
 #[derive(Debug, Clone)]
 pub(crate) struct Acceptor {
     config: TlsConfig,
     provider: Arc<CryptoProvider>,
     resolver: Arc<Resolver>,
-    server: Arc<ServerConfig>,
+    /// Replaced when `client_ca` changes: rustls fixes the client verifier in the
+    /// configuration. Every configuration shares `resolver`.
+    server: Arc<ArcSwap<ServerConfig>>,
 }
 
 impl Acceptor {
@@ -226,48 +273,17 @@ impl Acceptor {
         let resolver = Arc::new(Resolver {
             current: ArcSwap::from_pointee(certified_key(tls, &provider)?),
         });
-        let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|err| TlsError::Content {
-                what: "certificate",
-                path: tls.cert.clone(),
-                problem: format!("cannot be served: {err}"),
-            })?;
-        let builder = match &tls.client_ca {
-            None => builder.with_no_client_auth(),
-            Some(path) => {
-                const CA: &str = "client CA";
-                let mut roots = RootCertStore::empty();
-                for cert in certificates(CA, path)? {
-                    roots.add(cert).map_err(|err| TlsError::Content {
-                        what: CA,
-                        path: path.clone(),
-                        problem: format!("holds a certificate that is not a usable CA: {err}"),
-                    })?;
-                }
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                        .build()
-                        .map_err(|err| TlsError::Content {
-                            what: CA,
-                            path: path.clone(),
-                            problem: format!("cannot verify clients: {err}"),
-                        })?;
-                builder.with_client_cert_verifier(verifier)
-            }
-        };
-        let mut server = builder.with_cert_resolver(resolver.clone());
-        server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let server = server_config(tls, &provider, resolver.clone())?;
         Ok(Self {
             config: tls.clone(),
             provider,
             resolver,
-            server: Arc::new(server),
+            server: Arc::new(ArcSwap::from_pointee(server)),
         })
     }
 
     pub(crate) fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        tokio_rustls::TlsAcceptor::from(self.server.clone())
+        tokio_rustls::TlsAcceptor::from(self.server.load_full())
     }
 
     /// Checks the files every `reload_interval` until `stop`, and loads them when they
@@ -275,8 +291,9 @@ impl Acceptor {
     pub(crate) fn watch(&self, stop: CancellationToken) {
         let this = self.clone();
         tokio::spawn(async move {
-            let stamps = || (stamp(&this.config.cert), stamp(&this.config.key));
-            let mut seen = stamps();
+            let certificate = || (stamp(&this.config.cert), stamp(&this.config.key));
+            let client_ca = || this.config.client_ca.as_deref().map(stamp);
+            let (mut certificate_seen, mut client_ca_seen) = (certificate(), client_ca());
             let mut ticks = tokio::time::interval(this.config.reload_interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -284,17 +301,21 @@ impl Acceptor {
                     () = stop.cancelled() => return,
                     _ = ticks.tick() => {}
                 }
-                let now = stamps();
-                if now == seen {
-                    continue;
+                let now = certificate();
+                if now != certificate_seen {
+                    certificate_seen = now;
+                    this.reload_certificate();
                 }
-                seen = now;
-                this.reload();
+                let now = client_ca();
+                if now != client_ca_seen {
+                    client_ca_seen = now;
+                    this.reload_client_ca();
+                }
             }
         });
     }
 
-    fn reload(&self) {
+    fn reload_certificate(&self) {
         match certified_key(&self.config, &self.provider) {
             Ok(certified) => {
                 self.resolver.current.store(Arc::new(certified));
@@ -302,6 +323,21 @@ impl Acceptor {
             }
             Err(error) => {
                 tracing::warn!(%error, "TLS certificate not reloaded; the one in use stays");
+            }
+        }
+    }
+
+    fn reload_client_ca(&self) {
+        match server_config(&self.config, &self.provider, self.resolver.clone()) {
+            Ok(server) => {
+                self.server.store(Arc::new(server));
+                tracing::info!(
+                    client_ca = ?self.config.client_ca,
+                    "TLS client CAs reloaded"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(%error, "TLS client CAs not reloaded; the ones in use stay");
             }
         }
     }

@@ -2,12 +2,13 @@
 //! a call over h2c that reads the injected component, REST on the same port, `grpc.health.v1`
 //! (`Check`, and a `Watch` that a drain ends), a call over TLS (ALPN h2), and a SIGHUP rollout
 //! under concurrent client loops in which no call fails (a call the client itself never sent,
-//! its connection closing under it after the GOAWAY, is sent once more and counted).
+//! its connection closing under it after the GOAWAY, is sent once more and counted), and a
+//! call's deadline (`grpc-timeout`) kept by the server.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use buvar_tests::protocols::Example;
 use nix::sys::signal::Signal;
@@ -307,5 +308,50 @@ async fn a_sighup_rollout_under_concurrent_tonic_clients_fails_no_call() {
         calls.resent
     );
     drop(calls);
+    stop(service);
+}
+
+/// A call whose request message never comes keeps the method waiting: the server ends it at
+/// the client's deadline with `DEADLINE_EXCEEDED`, and serves on. tonic's own `Channel` would
+/// give up at the deadline itself (as `CANCELLED`), so this client runs on hyper's HTTP/2 client,
+/// which leaves the deadline to the server.
+#[tokio::test]
+async fn a_call_past_its_grpc_timeout_is_ended_by_the_server_with_deadline_exceeded() {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let service = start("request_timeout = 30");
+    let http = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<tonic::body::Body>();
+    let origin: http::Uri = format!("http://{}", service.addr).parse().unwrap();
+    let mut grpc = tonic::client::Grpc::with_origin(http.clone(), origin.clone());
+    grpc.ready().await.expect("a connection");
+    let mut request = Request::new(futures_util::stream::pending::<HelloRequest>());
+    request.set_timeout(Duration::from_millis(300));
+    let started = Instant::now();
+    let call = grpc.client_streaming::<_, HelloRequest, proto::HelloReply, _>(
+        request,
+        http::uri::PathAndQuery::from_static("/buvar.example.greeter.v1.Greeter/SayHello"),
+        tonic_prost::ProstCodec::default(),
+    );
+    let status = tokio::time::timeout(WITHIN, call)
+        .await
+        .expect("the server ends the call")
+        .expect_err("no answer without a request message");
+    let took = started.elapsed();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(status.message().contains("deadline"), "{status:?}");
+    assert!(
+        took >= Duration::from_millis(300),
+        "ended before its deadline: {took:?}"
+    );
+    eprintln!("a call with a deadline of 300 ms ended DEADLINE_EXCEEDED after {took:?}");
+
+    let mut client = GreeterClient::with_origin(http, origin);
+    let mut request = Request::new(hello("Ada"));
+    request.set_timeout(WITHIN);
+    let reply = client.say_hello(request).await.expect("an answer");
+    assert_eq!(reply.get_ref().message, "Servus, Ada");
     stop(service);
 }

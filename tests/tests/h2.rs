@@ -4,15 +4,18 @@
 //! per-stream limits, the graceful drain and a rolling restart under HTTP/2 load.
 
 use std::io::{Read, Write};
+use std::pin::Pin;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use buvar_tests::service::Service;
 use nix::sys::signal::Signal;
 use reqwest::{StatusCode, Version};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
@@ -116,6 +119,87 @@ async fn http1_and_h2c_are_served_on_one_port_with_the_per_request_limits_per_st
         .expect("run curl");
     assert_eq!(String::from_utf8_lossy(&curl.stdout), "2 200", "{curl:?}");
 
+    let (status, _, _) = service.stop();
+    assert!(status.success(), "{status}");
+}
+
+/// A client connection that writes its first bytes one at a time, a moment apart, as a client
+/// on a slow link may send the HTTP/2 preface: each byte its own TCP segment.
+struct Trickle {
+    stream: TcpStream,
+    left: usize,
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl AsyncWrite for Trickle {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        if this.left == 0 {
+            return Pin::new(&mut this.stream).poll_write(cx, buf);
+        }
+        if let Some(pause) = &mut this.pause {
+            ready!(pause.as_mut().poll(cx));
+        }
+        let written = ready!(Pin::new(&mut this.stream).poll_write(cx, &buf[..1]))?;
+        this.left -= written;
+        this.pause = Some(Box::pin(tokio::time::sleep(Duration::from_millis(10))));
+        Poll::Ready(Ok(written))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+impl AsyncRead for Trickle {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+#[tokio::test]
+async fn a_preface_sent_one_byte_at_a_time_is_still_served_as_h2c() {
+    // The whole preface takes a quarter of a second: far within the header read timeout.
+    let service = Service::start(
+        "[http]\nport = 0\nforks = 2\nheader_read_timeout = 30\n[log]\nlevel = \"info\"\n",
+        &[],
+        2,
+    );
+    let addr = service.addr.clone();
+    let stream = TcpStream::connect(&addr).await.expect("connect");
+    stream.set_nodelay(true).unwrap();
+    let trickle = Trickle {
+        stream,
+        left: PREFACE.len(),
+        pause: None,
+    };
+    let (client, connection) = h2::client::handshake(trickle).await.expect("h2 handshake");
+    tokio::spawn(connection);
+    let mut client = tokio::time::timeout(WITHIN, client.ready())
+        .await
+        .expect("the server answers the preface")
+        .unwrap();
+    let request = http::Request::get(format!("http://{addr}/pid"))
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    let response = tokio::time::timeout(WITHIN, response)
+        .await
+        .expect("an answer")
+        .expect("served over HTTP/2");
+    assert_eq!(response.status(), StatusCode::OK);
     let (status, _, _) = service.stop();
     assert!(status.success(), "{status}");
 }

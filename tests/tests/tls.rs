@@ -1,6 +1,7 @@
 //! `[http.tls]` on a real pre-forked `Service` with two workers, with a rustls client and
-//! certificates made in the test (rcgen): ALPN h2 and http/1.1, mutual TLS, certificate rotation
-//! without dropping a connection, a bad file at reload, and the start-up errors.
+//! certificates made in the test (rcgen): ALPN h2 and http/1.1, mutual TLS, certificate and
+//! client CA rotation without dropping a connection, a bad file at reload, and the start-up
+//! errors.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -191,6 +192,17 @@ async fn http1_get(
     ))
 }
 
+/// `GET path` on a new connection; a refusal during the handshake is an error. With TLS 1.3 the
+/// client may finish its side of the handshake before the server checks its certificate: the
+/// refusal then arrives as an alert instead of a response.
+async fn get_on_new_connection(
+    addr: &str,
+    config: Arc<ClientConfig>,
+    path: &str,
+) -> std::io::Result<(u16, String)> {
+    http1_get(&mut connect(addr, config).await?, path).await
+}
+
 async fn h2_get(stream: TlsStream<TcpStream>, path: &str) -> (u16, String) {
     let (client, connection) = h2::client::handshake(stream).await.expect("h2 handshake");
     tokio::spawn(connection);
@@ -273,15 +285,14 @@ async fn mutual_tls_accepts_a_client_certificate_and_refuses_a_client_without_on
     assert_eq!(status, 200, "{subject}");
     assert!(subject.contains("CN=client-a"), "{subject}");
 
-    // With TLS 1.3 the client may finish its side of the handshake before the server checks
-    // the (missing) certificate: the refusal then arrives as an alert instead of a response.
-    let refused = match connect(&service.addr, client_config(&ca, &[b"http/1.1"], None)).await {
-        Err(err) => err.to_string(),
-        Ok(mut stream) => http1_get(&mut stream, "/client")
-            .await
-            .expect_err("no response without a client certificate")
-            .to_string(),
-    };
+    let refused = get_on_new_connection(
+        &service.addr,
+        client_config(&ca, &[b"http/1.1"], None),
+        "/client",
+    )
+    .await
+    .expect_err("no response without a client certificate")
+    .to_string();
     assert!(
         refused.contains("CertificateRequired") || refused.contains("certificate"),
         "{refused}"
@@ -290,19 +301,81 @@ async fn mutual_tls_accepts_a_client_certificate_and_refuses_a_client_without_on
     // A certificate from another authority is refused as well.
     let stranger =
         Authority::new("another CA").issue("mallory", ExtendedKeyUsagePurpose::ClientAuth);
-    let result = match connect(
+    let result = get_on_new_connection(
         &service.addr,
         client_config(&ca, &[b"http/1.1"], Some(&stranger)),
+        "/client",
     )
-    .await
-    {
-        Err(err) => Err(err),
-        Ok(mut stream) => http1_get(&mut stream, "/client").await,
-    };
+    .await;
     assert!(result.is_err(), "{result:?}");
 
     let (status, _, _) = service.stop();
     assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn a_rotated_client_ca_admits_its_clients_on_new_connections_and_a_bad_one_changes_nothing() {
+    let ca = Authority::new("buvar test CA");
+    let files = Files::new();
+    files.install(&ca.issue("localhost", ExtendedKeyUsagePurpose::ServerAuth));
+    files.put("ca.crt", &ca.pem);
+    let extra = format!("client_ca = {:?}", files.path("ca.crt"));
+    let mut service = Service::start(&config(&files, &extra), &[], 2);
+    let old_client = client_config(
+        &ca,
+        &[b"http/1.1"],
+        Some(&ca.issue("client-a", ExtendedKeyUsagePurpose::ClientAuth)),
+    );
+    let new_ca = Authority::new("rotated client CA");
+    let new_client = client_config(
+        &ca,
+        &[b"http/1.1"],
+        Some(&new_ca.issue("client-b", ExtendedKeyUsagePurpose::ClientAuth)),
+    );
+    let addr = service.addr.clone();
+    let get = |config: &Arc<ClientConfig>| get_on_new_connection(&addr, config.clone(), "/client");
+
+    let refused = get(&new_client).await;
+    assert!(
+        refused.is_err(),
+        "accepted before the rotation: {refused:?}"
+    );
+    // Connections of the old CA's client, open across the rotation, on both workers.
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let mut stream = connect(&service.addr, old_client.clone()).await.unwrap();
+        assert_eq!(http1_get(&mut stream, "/client").await.unwrap().0, 200);
+        open.push(stream);
+    }
+
+    files.put("ca.crt", &new_ca.pem);
+    service.wait_lines("TLS client CAs reloaded", 2);
+    for _ in 0..4 {
+        let (status, subject) = get(&new_client).await.expect("accepted after the rotation");
+        assert_eq!(status, 200, "{subject}");
+        assert!(subject.contains("CN=client-b"), "{subject}");
+        let refused = get(&old_client).await;
+        assert!(
+            refused.is_err(),
+            "the replaced CA still admits: {refused:?}"
+        );
+    }
+    for stream in &mut open {
+        let (status, subject) = http1_get(stream, "/client").await.unwrap();
+        assert_eq!(status, 200, "{subject}");
+        assert!(subject.contains("CN=client-a"), "{subject}");
+    }
+
+    // A file that holds no certificate: the CAs in use stay, and the log says why.
+    files.put("ca.crt", "not a certificate\n");
+    service.wait_lines("TLS client CAs not reloaded", 2);
+    for _ in 0..4 {
+        let (status, _) = get(&new_client).await.expect("the CAs in use stay");
+        assert_eq!(status, 200);
+    }
+    let (status, stdout, _) = service.stop();
+    assert!(status.success(), "{status}");
+    assert!(stdout.contains("TLS client CA file"), "{stdout}");
 }
 
 #[tokio::test]

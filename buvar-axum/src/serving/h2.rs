@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
 use serde::{Deserialize, Serialize};
 
 /// The `[http.h2]` table: HTTP/2 with prior knowledge (h2c) next to HTTP/1.1 on every listener,
@@ -80,10 +80,10 @@ impl H2Config {
         Duration::try_from_secs_f64(self.keep_alive_timeout).unwrap_or(Duration::MAX)
     }
 
-    /// Sets the HTTP/2 side of `builder`.
-    pub(super) fn apply(&self, builder: &mut auto::Builder<TokioExecutor>) {
+    /// The builder of HTTP/2 connections.
+    pub(super) fn builder(&self) -> http2::Builder<TokioExecutor> {
+        let mut builder = http2::Builder::new(TokioExecutor::new());
         builder
-            .http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(self.max_concurrent_streams)
             .max_header_list_size(self.max_header_list_size)
@@ -91,5 +91,6 @@ impl H2Config {
             .max_local_error_reset_streams(self.max_local_error_reset_streams)
             .keep_alive_interval(self.keep_alive_interval())
             .keep_alive_timeout(self.keep_alive_timeout());
+        builder
     }
 }

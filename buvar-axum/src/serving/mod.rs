@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::io;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -14,8 +14,8 @@ use axum::body::{Bytes, HttpBody};
 use axum::http::{HeaderValue, Request, Response, StatusCode, header::CONNECTION};
 use buvar_kit::BoxError;
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout_at};
@@ -28,6 +28,7 @@ use crate::sockets::{BoundSocket, Listener};
 
 mod activity;
 mod h2;
+mod protocol;
 mod service;
 mod upgrade;
 mod woken;
@@ -37,6 +38,7 @@ pub use h2::H2Config;
 pub use upgrade::{UpgradeRefused, UpgradeTracker, UpgradedConnection};
 
 use activity::ConnectionActivity;
+use protocol::Protocol;
 use service::ConnectionService;
 use woken::WhenWoken;
 use write_timeout::WriteTimeout;
@@ -249,12 +251,12 @@ impl Serving {
             move |response| tally.response(response)
         })
         .layer(service);
-        let mut http = auto::Builder::new(TokioExecutor::new());
-        http.http1()
+        let mut http1 = http1::Builder::new();
+        http1
             .timer(TokioTimer::new())
             .header_read_timeout(options.header_read_timeout)
             .max_buf_size(MAX_CONNECTION_BUFFER);
-        options.h2.apply(&mut http);
+        let http2 = options.h2.builder();
         #[cfg(feature = "tls")]
         let tls = match &options.tls {
             Some(config) => {
@@ -270,7 +272,8 @@ impl Serving {
                 listener,
                 Connections {
                     service: service.clone(),
-                    http: http.clone(),
+                    http1: http1.clone(),
+                    http2: http2.clone(),
                     tracker: connections.clone(),
                     upgrades: upgrades.clone(),
                     close_idle: close_idle.clone(),
@@ -369,7 +372,8 @@ impl Tally {
 #[derive(Clone)]
 struct Connections<S> {
     service: S,
-    http: auto::Builder<TokioExecutor>,
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
     tracker: TaskTracker,
     upgrades: UpgradeTracker,
     close_idle: CancellationToken,
@@ -453,18 +457,16 @@ fn serve_connection<S, B>(
             request
         })
         .layer(connections.service.clone());
-        let stream = WriteTimeout::new(stream, connections.write_timeout);
+        // One deadline for the first request, whatever comes before it: the TLS handshake,
+        // the first bytes, the HTTP/2 preface and settings.
+        let first_request = Instant::now() + connections.first_request_timeout;
         #[cfg(feature = "tls")]
         if let Some(tls) = connections.tls.clone() {
-            // The handshake counts against the header read timeout, as the first bytes of a
-            // plain connection do.
+            let stream = WriteTimeout::new(stream, connections.write_timeout);
             let handshake = tokio::select! {
                 biased;
                 () = connections.kill.cancelled() => return,
-                handshake = tokio::time::timeout(
-                    connections.first_request_timeout,
-                    tls.acceptor().accept(stream),
-                ) => handshake,
+                handshake = timeout_at(first_request, tls.acceptor().accept(stream)) => handshake,
             };
             let stream = match handshake {
                 Ok(Ok(stream)) => stream,
@@ -477,6 +479,11 @@ fn serve_connection<S, B>(
                     return;
                 }
             };
+            // Over TLS, HTTP/2 is chosen by ALPN only (RFC 9113, section 3.3).
+            let protocol = match stream.get_ref().1.alpn_protocol() {
+                Some(b"h2") => Protocol::Http2,
+                _ => Protocol::Http1,
+            };
             let client = crate::tls::ClientCertificate::of(stream.get_ref().1);
             let service = MapRequestLayer::new(move |mut request: Request<Incoming>| {
                 if let Some(client) = &client {
@@ -485,9 +492,29 @@ fn serve_connection<S, B>(
                 request
             })
             .layer(service);
-            return drive(stream, service, connections).await;
+            return drive(stream, protocol, first_request, service, connections).await;
         }
-        drive(stream, service, connections).await;
+        let sniffed = tokio::select! {
+            biased;
+            () = connections.kill.cancelled() => return,
+            // First, so that a request already sent is served even when the drain began.
+            sniffed = timeout_at(first_request, protocol::sniff(&stream)) => sniffed,
+            // Idle so far: the drain closes it as it closes idle keep-alive connections.
+            () = connections.close_idle.cancelled() => return,
+        };
+        let protocol = match sniffed {
+            Ok(Ok(protocol)) => protocol,
+            Ok(Err(err)) => {
+                tracing::debug!(error = %err, "reading a connection's first bytes failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("no request within the header read timeout; closing");
+                return;
+            }
+        };
+        let stream = WriteTimeout::new(stream, connections.write_timeout);
+        drive(stream, protocol, first_request, service, connections).await;
     });
 }
 
@@ -505,8 +532,13 @@ enum Stop {
 
 /// Serves HTTP/1.1 or HTTP/2 on one connection until it ends, the drain closes it or the
 /// client misbehaves.
-async fn drive<I, S, C, B>(io: I, service: S, connections: Connections<C>)
-where
+async fn drive<I, S, C, B>(
+    io: I,
+    protocol: Protocol,
+    first_request: Instant,
+    service: S,
+    connections: Connections<C>,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Clone
@@ -515,70 +547,109 @@ where
     S::Future: Send + 'static,
     B: HttpBody<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
 {
-    let Connections {
-        http,
-        close_idle,
-        kill,
-        first_request_timeout,
-        max_reset_streams,
-        ..
-    } = connections;
-    let activity = Arc::new(ConnectionActivity::new(max_reset_streams));
+    let activity = Arc::new(ConnectionActivity::new(connections.max_reset_streams));
     let service = ConnectionService::new(service, activity.clone());
-    let mut connection = pin!(http.serve_connection_with_upgrades(TokioIo::new(io), service));
-    // hyper's header read timeout starts once it knows the protocol, and HTTP/2 has
-    // none: `first_request` covers the first bytes, the HTTP/2 preface and settings, and the
-    // first request of either protocol.
-    let signals = WhenWoken::new(async {
-        let mut first_request = pin!(tokio::time::sleep(first_request_timeout));
-        let mut awaiting_first = true;
-        loop {
-            tokio::select! {
-                () = close_idle.cancelled() => return Stop::Drain,
-                () = kill.cancelled() => return Stop::Kill,
-                () = activity.abusive() => return Stop::Abusive,
-                () = first_request.as_mut(), if awaiting_first => {
-                    if !activity.requested() {
-                        return Stop::Silent;
+    let io = TokioIo::new(io);
+    let watch = Watch {
+        activity,
+        first_request,
+        close_idle: connections.close_idle,
+        kill: connections.kill,
+    };
+    match protocol {
+        Protocol::Http1 => {
+            let connection = connections
+                .http1
+                .serve_connection(io, service)
+                .with_upgrades();
+            watch
+                .run(connection, http1::UpgradeableConnection::graceful_shutdown)
+                .await;
+        }
+        Protocol::Http2 => {
+            let connection = connections.http2.serve_connection(io, service);
+            watch
+                .run(connection, http2::Connection::graceful_shutdown)
+                .await;
+        }
+    }
+}
+
+/// What ends a connection besides its client.
+struct Watch {
+    activity: Arc<ConnectionActivity>,
+    first_request: Instant,
+    close_idle: CancellationToken,
+    kill: CancellationToken,
+}
+
+impl Watch {
+    /// Drives `connection` to its end, or closes it (with `graceful_shutdown` for the drain).
+    async fn run<C>(self, connection: C, graceful_shutdown: impl FnOnce(Pin<&mut C>))
+    where
+        C: Future<Output = Result<(), hyper::Error>>,
+    {
+        let Self {
+            activity,
+            first_request,
+            close_idle,
+            kill,
+        } = self;
+        let mut connection = pin!(connection);
+        // hyper's header read timeout starts once it knows the protocol, and HTTP/2 has
+        // none: `first_request` covers the HTTP/2 preface and settings, and the first request of
+        // either protocol.
+        let signals = WhenWoken::new(async {
+            let mut first_request = pin!(tokio::time::sleep_until(first_request));
+            let mut awaiting_first = true;
+            loop {
+                tokio::select! {
+                    () = close_idle.cancelled() => return Stop::Drain,
+                    () = kill.cancelled() => return Stop::Kill,
+                    () = activity.abusive() => return Stop::Abusive,
+                    () = first_request.as_mut(), if awaiting_first => {
+                        if !activity.requested() {
+                            return Stop::Silent;
+                        }
+                        awaiting_first = false;
                     }
-                    awaiting_first = false;
                 }
             }
+        });
+        let ended = tokio::select! {
+            biased;
+            ended = connection.as_mut() => Some(ended),
+            stop = signals => match stop {
+                Stop::Drain => None,
+                Stop::Kill => return,
+                Stop::Abusive => {
+                    tracing::warn!(
+                        "closing an HTTP/2 connection whose client cancels more streams \
+                         than it lets finish (http.h2.max_reset_streams)"
+                    );
+                    return;
+                }
+                Stop::Silent => {
+                    tracing::debug!("no request within the header read timeout; closing");
+                    return;
+                }
+            },
+        };
+        let ended = match ended {
+            Some(ended) => ended,
+            None => {
+                // HTTP/1.1: closes once the response in flight is sent; HTTP/2: GOAWAY,
+                // and the open streams finish.
+                graceful_shutdown(connection.as_mut());
+                tokio::select! {
+                    ended = connection => ended,
+                    () = kill.cancelled() => return,
+                }
+            }
+        };
+        if let Err(err) = ended {
+            tracing::debug!(error = %err, "connection ended with an error");
         }
-    });
-    let ended = tokio::select! {
-        biased;
-        ended = connection.as_mut() => Some(ended),
-        stop = signals => match stop {
-            Stop::Drain => None,
-            Stop::Kill => return,
-            Stop::Abusive => {
-                tracing::warn!(
-                    "closing an HTTP/2 connection whose client cancels more streams \
-                     than it lets finish (http.h2.max_reset_streams)"
-                );
-                return;
-            }
-            Stop::Silent => {
-                tracing::debug!("no request within the header read timeout; closing");
-                return;
-            }
-        },
-    };
-    let ended = match ended {
-        Some(ended) => ended,
-        None => {
-            // HTTP/1.1: closes once the response in flight is sent; HTTP/2: GOAWAY,
-            // and the open streams finish.
-            connection.as_mut().graceful_shutdown();
-            tokio::select! {
-                ended = connection => ended,
-                () = kill.cancelled() => return,
-            }
-        }
-    };
-    if let Err(err) = ended {
-        tracing::debug!(error = %err, "connection ended with an error");
     }
 }
 
