@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -43,7 +43,7 @@ impl<S> Layer<S> for RouteSeriesLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         RouteService {
-            inner,
+            inner: Arc::new(Mutex::new(inner)),
             series: Arc::new(RouteSeries::default()),
         }
     }
@@ -110,10 +110,21 @@ impl RouteSeries {
     }
 }
 
-#[derive(Debug, Clone)]
+/// Shares its route rather than cloning it: axum clones the service for every request, and a
+/// route clones itself again when called, so a clone of our own would be a third.
+#[derive(Debug)]
 struct RouteService<S> {
-    inner: S,
+    inner: Arc<Mutex<S>>,
     series: Arc<RouteSeries>,
+}
+
+impl<S> Clone for RouteService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            series: self.series.clone(),
+        }
+    }
 }
 
 impl<S, B, R> Service<Request<B>> for RouteService<S>
@@ -125,7 +136,7 @@ where
     type Future = RouteFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.route().poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
@@ -135,9 +146,15 @@ where
             }
         }
         RouteFuture {
-            inner: self.inner.call(request),
+            inner: self.route().call(request),
             series: Some(self.series.clone()),
         }
+    }
+}
+
+impl<S> RouteService<S> {
+    fn route(&self) -> MutexGuard<'_, S> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
