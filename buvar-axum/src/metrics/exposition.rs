@@ -82,23 +82,20 @@ fn write_family(
         match family.kind {
             Kind::Counter => {
                 let (value, _) = region.total(*cell, false);
-                let _ = writeln!(out, "{name}{} {value}", braces(labels, ""));
+                sample(out, name, "", labels, "");
+                let _ = writeln!(out, "{value}");
             }
             Kind::Gauge => {
                 let (_, value) = region.total(*cell, true);
-                let _ = writeln!(out, "{name}{} {}", braces(labels, ""), float(value));
+                sample(out, name, "", labels, "");
+                float(out, value);
             }
             Kind::WorkerGauge => {
                 for (slot, _, index) in owners {
                     let bits =
                         region.row(Some(*slot))[*cell].load(std::sync::atomic::Ordering::Relaxed);
-                    let worker = format!("worker=\"{index}\"");
-                    let _ = writeln!(
-                        out,
-                        "{name}{} {}",
-                        braces(labels, &worker),
-                        float(f64::from_bits(bits))
-                    );
+                    sample(out, name, "", labels, &format!("worker=\"{index}\""));
+                    float(out, f64::from_bits(bits));
                 }
             }
             Kind::Histogram => write_histogram(out, region, name, labels, *cell),
@@ -112,18 +109,17 @@ fn write_histogram(out: &mut String, region: &Region, name: &str, labels: &str, 
     let mut cumulative = 0u64;
     for (i, bound) in bounds.iter().enumerate() {
         cumulative += region.total(cell + i, false).0;
-        let le = format!("le=\"{}\"", float(*bound));
-        let _ = writeln!(out, "{name}_bucket{} {cumulative}", braces(labels, &le));
+        sample(out, name, "_bucket", labels, &format!("le=\"{bound}\""));
+        let _ = writeln!(out, "{cumulative}");
     }
     cumulative += region.total(cell + bounds.len(), false).0;
-    let _ = writeln!(
-        out,
-        "{name}_bucket{} {cumulative}",
-        braces(labels, "le=\"+Inf\"")
-    );
+    sample(out, name, "_bucket", labels, "le=\"+Inf\"");
+    let _ = writeln!(out, "{cumulative}");
     let (_, sum) = region.total(cell + bounds.len() + 1, true);
-    let _ = writeln!(out, "{name}_sum{} {}", braces(labels, ""), float(sum));
-    let _ = writeln!(out, "{name}_count{} {cumulative}", braces(labels, ""));
+    sample(out, name, "_sum", labels, "");
+    float(out, sum);
+    sample(out, name, "_count", labels, "");
+    let _ = writeln!(out, "{cumulative}");
 }
 
 fn write_supervisor(out: &mut String, region: &Region) {
@@ -213,7 +209,8 @@ fn write_processes(out: &mut String, region: &Region, supervised: bool) {
         header(out, name, help, kind);
         for (labels, stats) in &processes {
             if let Some(value) = value(stats) {
-                let _ = writeln!(out, "{name}{{{labels}}} {}", float(value));
+                sample(out, name, "", labels, "");
+                float(out, value);
             }
         }
     }
@@ -231,29 +228,34 @@ fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "\n# TYPE {name} {kind}");
 }
 
-/// `{labels,extra}`, or nothing when both are empty.
-fn braces(labels: &str, extra: &str) -> String {
-    match (labels.is_empty(), extra.is_empty()) {
-        (true, true) => String::new(),
-        (false, true) => format!("{{{labels}}}"),
-        (true, false) => format!("{{{extra}}}"),
-        (false, false) => format!("{{{labels},{extra}}}"),
+/// The start of a sample line: `name suffix{labels,extra} `, without braces when both label
+/// lists are empty.
+fn sample(out: &mut String, name: &str, suffix: &str, labels: &str, extra: &str) {
+    out.push_str(name);
+    out.push_str(suffix);
+    if !labels.is_empty() || !extra.is_empty() {
+        out.push('{');
+        out.push_str(labels);
+        if !labels.is_empty() && !extra.is_empty() {
+            out.push(',');
+        }
+        out.push_str(extra);
+        out.push('}');
     }
+    out.push(' ');
 }
 
-/// A sample value as the format spells it.
-fn float(value: f64) -> String {
-    if value.is_nan() {
-        "NaN".to_owned()
+/// A sample value as the format spells it, and the end of its line.
+fn float(out: &mut String, value: f64) {
+    let _ = if value.is_nan() {
+        writeln!(out, "NaN")
     } else if value == f64::INFINITY {
-        "+Inf".to_owned()
+        writeln!(out, "+Inf")
     } else if value == f64::NEG_INFINITY {
-        "-Inf".to_owned()
+        writeln!(out, "-Inf")
     } else {
-        let mut out = String::new();
-        let _ = write!(out, "{value}");
-        out
-    }
+        writeln!(out, "{value}")
+    };
 }
 
 #[cfg(test)]
@@ -262,11 +264,15 @@ mod tests {
 
     #[test]
     fn values_are_spelled_as_the_format_wants() {
-        assert_eq!(float(1.0), "1");
-        assert_eq!(float(0.005), "0.005");
-        assert_eq!(float(f64::INFINITY), "+Inf");
-        assert_eq!(float(f64::NAN), "NaN");
-        assert_eq!(braces("", ""), "");
-        assert_eq!(braces("a=\"1\"", "le=\"2\""), "{a=\"1\",le=\"2\"}");
+        let mut out = String::new();
+        for value in [1.0, 0.005, f64::INFINITY, f64::NAN] {
+            float(&mut out, value);
+        }
+        assert_eq!(out, "1\n0.005\n+Inf\nNaN\n");
+        out.clear();
+        sample(&mut out, "a", "", "", "");
+        sample(&mut out, "h", "_bucket", "a=\"1\"", "le=\"2\"");
+        sample(&mut out, "h", "_sum", "", "x=\"1\"");
+        assert_eq!(out, "a h_bucket{a=\"1\",le=\"2\"} h_sum{x=\"1\"} ");
     }
 }
