@@ -10,49 +10,88 @@ use super::region::{Entry, ExitCause, Kind, Region};
 /// The `Content-Type` of the format.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// A family: its kind, help and series (labels, first cell).
+/// A family: its kind, help and series (labels, first cell), sorted.
 #[derive(Debug)]
 struct Family {
+    entry: Entry,
     kind: Kind,
     help: Option<String>,
     series: Vec<(String, usize)>,
 }
 
-/// Renders the service's metrics.
-pub(crate) fn render(region: &Region, supervised: bool) -> String {
-    let mut families: BTreeMap<String, Family> = BTreeMap::new();
-    let entries = region.entries();
-    for family in entries.iter().filter(|e| e.kind == Kind::Family) {
-        let Some(kind) = region.family_kind(family) else {
-            continue;
-        };
-        families.insert(
-            family.name.clone(),
-            Family {
-                kind,
-                help: region.help(family),
-                series: Vec::new(),
-            },
-        );
-    }
-    for Entry {
-        kind,
-        name,
-        labels,
-        cell,
-        ..
-    } in entries
-    {
-        if let Some(family) = families.get_mut(&name).filter(|f| f.kind == kind) {
-            family.series.push((labels, cell));
+/// The keys of the region as this process has read them so far. Keys are only ever added, so
+/// a scrape reads those listed since the one before, instead of every key again.
+#[derive(Debug, Default)]
+pub(crate) struct Catalog {
+    /// Places of the region's list read so far.
+    read: usize,
+    /// Places whose record was not published when read (mostly a writer still at it).
+    unpublished: Vec<usize>,
+    /// Records whose family has no kind yet.
+    waiting: Vec<Entry>,
+    families: BTreeMap<String, Family>,
+}
+
+impl Catalog {
+    /// Takes in the keys added since the last call.
+    fn update(&mut self, region: &Region) {
+        let listed = region.listed();
+        let mut places = std::mem::take(&mut self.unpublished);
+        places.extend(self.read..listed);
+        self.read = listed;
+        for place in places {
+            match region.listed_entry(place) {
+                Some(entry) => self.waiting.push(entry),
+                None => self.unpublished.push(place),
+            }
+        }
+        // Families first, then their series, whatever order they were listed in.
+        let (families, series): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|entry| entry.kind == Kind::Family);
+        for entry in families {
+            match region.family_kind(&entry) {
+                Some(kind) => {
+                    self.families.insert(
+                        entry.name.clone(),
+                        Family {
+                            kind,
+                            help: None,
+                            series: Vec::new(),
+                            entry,
+                        },
+                    );
+                }
+                None => self.waiting.push(entry),
+            }
+        }
+        for entry in series {
+            match self.families.get_mut(&entry.name) {
+                Some(family) if family.kind == entry.kind => {
+                    let series = (entry.labels, entry.cell);
+                    let at = family.series.partition_point(|known| *known < series);
+                    family.series.insert(at, series);
+                }
+                // Registered as another kind than its family's: never recorded into.
+                Some(_) => {}
+                None => self.waiting.push(entry),
+            }
+        }
+        // Described after it was first used, maybe.
+        for family in self.families.values_mut().filter(|f| f.help.is_none()) {
+            family.help = region.help(&family.entry);
         }
     }
+}
+
+/// Renders the service's metrics.
+pub(crate) fn render(region: &Region, supervised: bool, catalog: &mut Catalog) -> String {
+    catalog.update(region);
     let mut out = String::with_capacity(64 * 1024);
     region.consistent(|region| {
         out.clear();
         let owners = region.owners();
-        for (name, family) in &mut families {
-            family.series.sort();
+        for (name, family) in &catalog.families {
             write_family(&mut out, region, name, family, &owners);
         }
     });
@@ -260,7 +299,59 @@ fn float(out: &mut String, value: f64) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
     use super::*;
+
+    /// The sample lines of the region's own series.
+    fn samples(text: &str) -> Vec<&str> {
+        text.lines()
+            .filter(|line| !line.starts_with('#') && !line.starts_with("process_"))
+            .collect()
+    }
+
+    #[test]
+    fn a_scrape_takes_in_the_keys_added_since_the_one_before() {
+        let region = Region::create(&[1.0]).unwrap();
+        let row = region.row(Some(region.claim(0).unwrap()));
+        let jobs = region.find_or_add(Kind::Family, "jobs_total", "").unwrap();
+        region.claim_family_kind(&jobs, Kind::Counter);
+        let counter = |labels: &str, value: u64| {
+            let series = region
+                .find_or_add(Kind::Counter, "jobs_total", labels)
+                .unwrap();
+            row[series.cell].store(value, Ordering::Relaxed);
+        };
+        let mut catalog = Catalog::default();
+        counter("q=\"b\"", 2);
+        let first = render(&region, false, &mut catalog);
+        assert_eq!(samples(&first), ["jobs_total{q=\"b\"} 2"]);
+        assert!(first.contains("# HELP jobs_total (no description given)\n"));
+
+        counter("q=\"a\"", 1);
+        // A series whose family has no kind yet waits for it.
+        let late = region.find_or_add(Kind::Gauge, "late", "").unwrap();
+        row[late.cell].store(1.5f64.to_bits(), Ordering::Relaxed);
+        let second = render(&region, false, &mut catalog);
+        assert_eq!(
+            samples(&second),
+            ["jobs_total{q=\"a\"} 1", "jobs_total{q=\"b\"} 2"]
+        );
+
+        let family = region.find_or_add(Kind::Family, "late", "").unwrap();
+        region.claim_family_kind(&family, Kind::Gauge);
+        region.set_help(&jobs, "Jobs done.");
+        let third = render(&region, false, &mut catalog);
+        assert_eq!(
+            samples(&third),
+            ["jobs_total{q=\"a\"} 1", "jobs_total{q=\"b\"} 2", "late 1.5"]
+        );
+        assert!(third.contains("# HELP jobs_total Jobs done.\n# TYPE jobs_total counter\n"));
+        // A fresh catalog reads the same.
+        let fresh = render(&region, false, &mut Catalog::default());
+        let own = |text: &str| text.split("# HELP process_").next().unwrap().to_owned();
+        assert_eq!(own(&fresh), own(&third));
+    }
 
     #[test]
     fn values_are_spelled_as_the_format_wants() {

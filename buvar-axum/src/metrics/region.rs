@@ -449,23 +449,25 @@ impl Region {
     /// Every record of the table, in the order they were added: the cost is that of the keys
     /// in use, not of the table's size.
     pub(crate) fn entries(&self) -> Vec<Entry> {
-        let listed = (self.word(H_LISTED).load(Ordering::Acquire) as usize).min(TABLE);
-        self.words[LISTED_AT..LISTED_AT + listed]
-            .iter()
-            .filter_map(|slot| {
-                // 0: a writer killed between taking a place in the list and filling it.
-                let at = slot.load(Ordering::Acquire);
-                let record = usize::try_from(at)
-                    .ok()
-                    .filter(|at| (1..ARENA).contains(at))?;
-                let hash = self.word(ARENA_AT + record).load(Ordering::Relaxed);
-                if self.published(at, hash) {
-                    self.entry(at)
-                } else {
-                    None
-                }
-            })
+        (0..self.listed())
+            .filter_map(|position| self.listed_entry(position))
             .collect()
+    }
+
+    /// Places taken in the list of records so far.
+    pub(crate) fn listed(&self) -> usize {
+        (self.word(H_LISTED).load(Ordering::Acquire) as usize).min(TABLE)
+    }
+
+    /// The record at `position` of the list if it is published: `None` for a copy that lost
+    /// the race to publish its key, one whose writer is still at it or was killed.
+    pub(crate) fn listed_entry(&self, position: usize) -> Option<Entry> {
+        let at = self.word(LISTED_AT + position).load(Ordering::Acquire);
+        let record = usize::try_from(at)
+            .ok()
+            .filter(|at| (1..ARENA).contains(at))?;
+        let hash = self.word(ARENA_AT + record).load(Ordering::Relaxed);
+        self.published(at, hash).then(|| self.entry(at)).flatten()
     }
 
     /// Runs `read` until no fold happened during it (or the parent took too long: then the
