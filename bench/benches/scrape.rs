@@ -1,6 +1,7 @@
 //! One scrape of `/metrics` from a real pre-forked `buvar-server`: 4 workers, each holding
 //! the same 1,000 counter series, summed in every scrape (render plus the HTTP round trip over
-//! a fresh connection).
+//! a fresh connection), and `/healthz` of the same server over a fresh connection as the
+//! baseline: the difference is the scrape's own cost.
 //!
 //! `cargo bench -p buvar-bench --bench scrape`
 
@@ -75,6 +76,9 @@ fn scrape(c: &mut Criterion) {
 
     c.bench_function("scrape/4 workers x 1000 series", |b| {
         b.iter(|| get_body(addr, "/metrics"))
+    });
+    c.bench_function("scrape/healthz (baseline)", |b| {
+        b.iter(|| get_body(addr, "/healthz"))
     });
     server.stop(Duration::from_secs(10));
 }

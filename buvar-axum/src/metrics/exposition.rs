@@ -10,49 +10,88 @@ use super::region::{Entry, ExitCause, Kind, Region};
 /// The `Content-Type` of the format.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// A family: its kind, help and series (labels, first cell).
+/// A family: its kind, help and series (labels, first cell), sorted.
 #[derive(Debug)]
 struct Family {
+    entry: Entry,
     kind: Kind,
     help: Option<String>,
     series: Vec<(String, usize)>,
 }
 
-/// Renders the service's metrics.
-pub(crate) fn render(region: &Region, supervised: bool) -> String {
-    let mut families: BTreeMap<String, Family> = BTreeMap::new();
-    let entries = region.entries();
-    for family in entries.iter().filter(|e| e.kind == Kind::Family) {
-        let Some(kind) = region.family_kind(family) else {
-            continue;
-        };
-        families.insert(
-            family.name.clone(),
-            Family {
-                kind,
-                help: region.help(family),
-                series: Vec::new(),
-            },
-        );
-    }
-    for Entry {
-        kind,
-        name,
-        labels,
-        cell,
-        ..
-    } in entries
-    {
-        if let Some(family) = families.get_mut(&name).filter(|f| f.kind == kind) {
-            family.series.push((labels, cell));
+/// The keys of the region as this process has read them so far. Keys are only ever added, so
+/// a scrape reads those listed since the one before, instead of every key again.
+#[derive(Debug, Default)]
+pub(crate) struct Catalog {
+    /// Places of the region's list read so far.
+    read: usize,
+    /// Places whose record was not published when read (mostly a writer still at it).
+    unpublished: Vec<usize>,
+    /// Records whose family has no kind yet.
+    waiting: Vec<Entry>,
+    families: BTreeMap<String, Family>,
+}
+
+impl Catalog {
+    /// Takes in the keys added since the last call.
+    fn update(&mut self, region: &Region) {
+        let listed = region.listed();
+        let mut places = std::mem::take(&mut self.unpublished);
+        places.extend(self.read..listed);
+        self.read = listed;
+        for place in places {
+            match region.listed_entry(place) {
+                Some(entry) => self.waiting.push(entry),
+                None => self.unpublished.push(place),
+            }
+        }
+        // Families first, then their series, whatever order they were listed in.
+        let (families, series): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|entry| entry.kind == Kind::Family);
+        for entry in families {
+            match region.family_kind(&entry) {
+                Some(kind) => {
+                    self.families.insert(
+                        entry.name.clone(),
+                        Family {
+                            kind,
+                            help: None,
+                            series: Vec::new(),
+                            entry,
+                        },
+                    );
+                }
+                None => self.waiting.push(entry),
+            }
+        }
+        for entry in series {
+            match self.families.get_mut(&entry.name) {
+                Some(family) if family.kind == entry.kind => {
+                    let series = (entry.labels, entry.cell);
+                    let at = family.series.partition_point(|known| *known < series);
+                    family.series.insert(at, series);
+                }
+                // Registered as another kind than its family's: never recorded into.
+                Some(_) => {}
+                None => self.waiting.push(entry),
+            }
+        }
+        // Described after it was first used, maybe.
+        for family in self.families.values_mut().filter(|f| f.help.is_none()) {
+            family.help = region.help(&family.entry);
         }
     }
+}
+
+/// Renders the service's metrics.
+pub(crate) fn render(region: &Region, supervised: bool, catalog: &mut Catalog) -> String {
+    catalog.update(region);
     let mut out = String::with_capacity(64 * 1024);
     region.consistent(|region| {
         out.clear();
         let owners = region.owners();
-        for (name, family) in &mut families {
-            family.series.sort();
+        for (name, family) in &catalog.families {
             write_family(&mut out, region, name, family, &owners);
         }
     });
@@ -82,23 +121,20 @@ fn write_family(
         match family.kind {
             Kind::Counter => {
                 let (value, _) = region.total(*cell, false);
-                let _ = writeln!(out, "{name}{} {value}", braces(labels, ""));
+                sample(out, name, "", labels, "");
+                let _ = writeln!(out, "{value}");
             }
             Kind::Gauge => {
                 let (_, value) = region.total(*cell, true);
-                let _ = writeln!(out, "{name}{} {}", braces(labels, ""), float(value));
+                sample(out, name, "", labels, "");
+                float(out, value);
             }
             Kind::WorkerGauge => {
                 for (slot, _, index) in owners {
                     let bits =
                         region.row(Some(*slot))[*cell].load(std::sync::atomic::Ordering::Relaxed);
-                    let worker = format!("worker=\"{index}\"");
-                    let _ = writeln!(
-                        out,
-                        "{name}{} {}",
-                        braces(labels, &worker),
-                        float(f64::from_bits(bits))
-                    );
+                    sample(out, name, "", labels, &format!("worker=\"{index}\""));
+                    float(out, f64::from_bits(bits));
                 }
             }
             Kind::Histogram => write_histogram(out, region, name, labels, *cell),
@@ -112,18 +148,17 @@ fn write_histogram(out: &mut String, region: &Region, name: &str, labels: &str, 
     let mut cumulative = 0u64;
     for (i, bound) in bounds.iter().enumerate() {
         cumulative += region.total(cell + i, false).0;
-        let le = format!("le=\"{}\"", float(*bound));
-        let _ = writeln!(out, "{name}_bucket{} {cumulative}", braces(labels, &le));
+        sample(out, name, "_bucket", labels, &format!("le=\"{bound}\""));
+        let _ = writeln!(out, "{cumulative}");
     }
     cumulative += region.total(cell + bounds.len(), false).0;
-    let _ = writeln!(
-        out,
-        "{name}_bucket{} {cumulative}",
-        braces(labels, "le=\"+Inf\"")
-    );
+    sample(out, name, "_bucket", labels, "le=\"+Inf\"");
+    let _ = writeln!(out, "{cumulative}");
     let (_, sum) = region.total(cell + bounds.len() + 1, true);
-    let _ = writeln!(out, "{name}_sum{} {}", braces(labels, ""), float(sum));
-    let _ = writeln!(out, "{name}_count{} {cumulative}", braces(labels, ""));
+    sample(out, name, "_sum", labels, "");
+    float(out, sum);
+    sample(out, name, "_count", labels, "");
+    let _ = writeln!(out, "{cumulative}");
 }
 
 fn write_supervisor(out: &mut String, region: &Region) {
@@ -213,7 +248,8 @@ fn write_processes(out: &mut String, region: &Region, supervised: bool) {
         header(out, name, help, kind);
         for (labels, stats) in &processes {
             if let Some(value) = value(stats) {
-                let _ = writeln!(out, "{name}{{{labels}}} {}", float(value));
+                sample(out, name, "", labels, "");
+                float(out, value);
             }
         }
     }
@@ -231,42 +267,103 @@ fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "\n# TYPE {name} {kind}");
 }
 
-/// `{labels,extra}`, or nothing when both are empty.
-fn braces(labels: &str, extra: &str) -> String {
-    match (labels.is_empty(), extra.is_empty()) {
-        (true, true) => String::new(),
-        (false, true) => format!("{{{labels}}}"),
-        (true, false) => format!("{{{extra}}}"),
-        (false, false) => format!("{{{labels},{extra}}}"),
+/// The start of a sample line: `name suffix{labels,extra} `, without braces when both label
+/// lists are empty.
+fn sample(out: &mut String, name: &str, suffix: &str, labels: &str, extra: &str) {
+    out.push_str(name);
+    out.push_str(suffix);
+    if !labels.is_empty() || !extra.is_empty() {
+        out.push('{');
+        out.push_str(labels);
+        if !labels.is_empty() && !extra.is_empty() {
+            out.push(',');
+        }
+        out.push_str(extra);
+        out.push('}');
     }
+    out.push(' ');
 }
 
-/// A sample value as the format spells it.
-fn float(value: f64) -> String {
-    if value.is_nan() {
-        "NaN".to_owned()
+/// A sample value as the format spells it, and the end of its line.
+fn float(out: &mut String, value: f64) {
+    let _ = if value.is_nan() {
+        writeln!(out, "NaN")
     } else if value == f64::INFINITY {
-        "+Inf".to_owned()
+        writeln!(out, "+Inf")
     } else if value == f64::NEG_INFINITY {
-        "-Inf".to_owned()
+        writeln!(out, "-Inf")
     } else {
-        let mut out = String::new();
-        let _ = write!(out, "{value}");
-        out
-    }
+        writeln!(out, "{value}")
+    };
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
     use super::*;
+
+    /// The sample lines of the region's own series.
+    fn samples(text: &str) -> Vec<&str> {
+        text.lines()
+            .filter(|line| !line.starts_with('#') && !line.starts_with("process_"))
+            .collect()
+    }
+
+    #[test]
+    fn a_scrape_takes_in_the_keys_added_since_the_one_before() {
+        let region = Region::create(&[1.0]).unwrap();
+        let row = region.row(Some(region.claim(0).unwrap()));
+        let jobs = region.find_or_add(Kind::Family, "jobs_total", "").unwrap();
+        region.claim_family_kind(&jobs, Kind::Counter);
+        let counter = |labels: &str, value: u64| {
+            let series = region
+                .find_or_add(Kind::Counter, "jobs_total", labels)
+                .unwrap();
+            row[series.cell].store(value, Ordering::Relaxed);
+        };
+        let mut catalog = Catalog::default();
+        counter("q=\"b\"", 2);
+        let first = render(&region, false, &mut catalog);
+        assert_eq!(samples(&first), ["jobs_total{q=\"b\"} 2"]);
+        assert!(first.contains("# HELP jobs_total (no description given)\n"));
+
+        counter("q=\"a\"", 1);
+        // A series whose family has no kind yet waits for it.
+        let late = region.find_or_add(Kind::Gauge, "late", "").unwrap();
+        row[late.cell].store(1.5f64.to_bits(), Ordering::Relaxed);
+        let second = render(&region, false, &mut catalog);
+        assert_eq!(
+            samples(&second),
+            ["jobs_total{q=\"a\"} 1", "jobs_total{q=\"b\"} 2"]
+        );
+
+        let family = region.find_or_add(Kind::Family, "late", "").unwrap();
+        region.claim_family_kind(&family, Kind::Gauge);
+        region.set_help(&jobs, "Jobs done.");
+        let third = render(&region, false, &mut catalog);
+        assert_eq!(
+            samples(&third),
+            ["jobs_total{q=\"a\"} 1", "jobs_total{q=\"b\"} 2", "late 1.5"]
+        );
+        assert!(third.contains("# HELP jobs_total Jobs done.\n# TYPE jobs_total counter\n"));
+        // A fresh catalog reads the same.
+        let fresh = render(&region, false, &mut Catalog::default());
+        let own = |text: &str| text.split("# HELP process_").next().unwrap().to_owned();
+        assert_eq!(own(&fresh), own(&third));
+    }
 
     #[test]
     fn values_are_spelled_as_the_format_wants() {
-        assert_eq!(float(1.0), "1");
-        assert_eq!(float(0.005), "0.005");
-        assert_eq!(float(f64::INFINITY), "+Inf");
-        assert_eq!(float(f64::NAN), "NaN");
-        assert_eq!(braces("", ""), "");
-        assert_eq!(braces("a=\"1\"", "le=\"2\""), "{a=\"1\",le=\"2\"}");
+        let mut out = String::new();
+        for value in [1.0, 0.005, f64::INFINITY, f64::NAN] {
+            float(&mut out, value);
+        }
+        assert_eq!(out, "1\n0.005\n+Inf\nNaN\n");
+        out.clear();
+        sample(&mut out, "a", "", "", "");
+        sample(&mut out, "h", "_bucket", "a=\"1\"", "le=\"2\"");
+        sample(&mut out, "h", "_sum", "", "x=\"1\"");
+        assert_eq!(out, "a h_bucket{a=\"1\",le=\"2\"} h_sum{x=\"1\"} ");
     }
 }

@@ -1,11 +1,10 @@
 //! `http_server_request_duration_seconds` and `http_server_active_requests`, as the
 //! OpenTelemetry HTTP semantic conventions name them, recorded through the `metrics` facade.
 
-use std::collections::HashMap;
+use std::cell::Cell;
 use std::future::Future;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -21,66 +20,155 @@ const DURATION: &str = "http_server_request_duration_seconds";
 const ACTIVE: &str = "http_server_active_requests";
 
 std::thread_local! {
-    /// The route template that just answered on this thread, carried out of the router to
-    /// [`MetricsFuture`], whose poll is the caller of the route's in the same call stack (the
-    /// layers between map a ready response without waiting). Cheaper than a response extension,
-    /// which allocates a map for each response.
-    static MATCHED: std::cell::Cell<Option<MatchedPath>> = const { std::cell::Cell::new(None) };
+    /// The series of the route that just answered on this thread, carried out of the router
+    /// to [`MetricsFuture`], whose poll is the caller of the route's in the same call stack
+    /// (the layers between map a ready response without waiting). Cheaper than a response
+    /// extension, which allocates a map for each response.
+    static ANSWERED: Cell<Option<Arc<RouteSeries>>> = const { Cell::new(None) };
 }
 
-/// Hands each route's template to the metrics layer (axum leaves it on the request only).
+/// Hands each route's series to the metrics layer (axum tells a route its template only in
+/// the request's extensions).
 pub(crate) fn with_route_templates(router: axum::Router) -> axum::Router {
-    router.route_layer(RouteTemplateLayer)
+    router.route_layer(RouteSeriesLayer)
 }
 
+/// Makes the series of each route: `route_layer` calls it once per route and method, when
+/// the router is built.
 #[derive(Debug, Clone, Copy)]
-struct RouteTemplateLayer;
+struct RouteSeriesLayer;
 
-impl<S> Layer<S> for RouteTemplateLayer {
-    type Service = RouteTemplate<S>;
+impl<S> Layer<S> for RouteSeriesLayer {
+    type Service = RouteService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RouteTemplate { inner }
+        RouteService {
+            inner: Arc::new(Mutex::new(inner)),
+            series: Arc::new(RouteSeries::default()),
+        }
     }
 }
 
-#[derive(Debug, Clone)]
-struct RouteTemplate<S> {
-    inner: S,
+/// The duration histograms of one route, by method and status. Resolved through the recorder
+/// once per combination, so a request costs no hash of its template.
+#[derive(Debug, Default)]
+struct RouteSeries {
+    /// The route's template, from its first request (the layer is made before axum says it).
+    template: OnceLock<Box<str>>,
+    durations: RwLock<Vec<Duration>>,
 }
 
-impl<S, B, R> Service<Request<B>> for RouteTemplate<S>
+/// The histogram of one method and status of a route.
+#[derive(Debug)]
+struct Duration {
+    method: &'static str,
+    status: u16,
+    histogram: Histogram,
+}
+
+impl RouteSeries {
+    fn unmatched() -> Self {
+        Self {
+            template: OnceLock::from(Box::from(UNMATCHED)),
+            durations: RwLock::default(),
+        }
+    }
+
+    fn record(&self, method: &'static str, status: u16, seconds: f64) {
+        // Method labels are `'static` constants: the same label is the same pointer.
+        let matches = |d: &Duration| d.status == status && std::ptr::eq(d.method, method);
+        // Recorded under the read lock: no clone of the handle per request.
+        if let Some(known) = self
+            .durations
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|d| matches(d))
+        {
+            known.histogram.record(seconds);
+            return;
+        }
+        let route = self.template.get().map_or(UNMATCHED, |t| &**t);
+        let histogram = metrics::histogram!(
+            DURATION,
+            "method" => method,
+            "route" => route.to_owned(),
+            "status" => status.to_string(),
+        );
+        histogram.record(seconds);
+        let mut durations = self
+            .durations
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !durations.iter().any(matches) {
+            durations.push(Duration {
+                method,
+                status,
+                histogram,
+            });
+        }
+    }
+}
+
+/// Shares its route rather than cloning it: axum clones the service for every request, and a
+/// route clones itself again when called, so a clone of our own would be a third.
+#[derive(Debug)]
+struct RouteService<S> {
+    inner: Arc<Mutex<S>>,
+    series: Arc<RouteSeries>,
+}
+
+impl<S> Clone for RouteService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            series: self.series.clone(),
+        }
+    }
+}
+
+impl<S, B, R> Service<Request<B>> for RouteService<S>
 where
     S: Service<Request<B>, Response = Response<R>>,
 {
     type Response = Response<R>;
     type Error = S::Error;
-    type Future = TemplateFuture<S::Future>;
+    type Future = RouteFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.route().poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let route = request.extensions().get::<MatchedPath>().cloned();
-        TemplateFuture {
-            inner: self.inner.call(request),
-            route,
+        if self.series.template.get().is_none() {
+            if let Some(path) = request.extensions().get::<MatchedPath>() {
+                let _ = self.series.template.set(path.as_str().into());
+            }
+        }
+        RouteFuture {
+            inner: self.route().call(request),
+            series: Some(self.series.clone()),
         }
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The response future of [`RouteTemplate`].
-    #[derive(Debug)]
-    struct TemplateFuture<F> {
-        #[pin]
-        inner: F,
-        route: Option<MatchedPath>,
+impl<S> RouteService<S> {
+    fn route(&self) -> MutexGuard<'_, S> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-impl<F, R, E> Future for TemplateFuture<F>
+pin_project_lite::pin_project! {
+    /// The response future of [`RouteService`].
+    #[derive(Debug)]
+    struct RouteFuture<F> {
+        #[pin]
+        inner: F,
+        series: Option<Arc<RouteSeries>>,
+    }
+}
+
+impl<F, R, E> Future for RouteFuture<F>
 where
     F: Future<Output = Result<Response<R>, E>>,
 {
@@ -89,7 +177,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let response = ready!(this.inner.poll(cx))?;
-        MATCHED.set(this.route.take());
+        ANSWERED.set(this.series.take());
         Poll::Ready(Ok(response))
     }
 }
@@ -100,42 +188,11 @@ pub(crate) struct HttpMetricsLayer {
     shared: Arc<Shared>,
 }
 
-/// The histogram of one method and status of a route.
-#[derive(Debug)]
-struct Duration {
-    method: Method,
-    status: u16,
-    histogram: Histogram,
-}
-
 #[derive(Debug)]
 struct Shared {
     active: Gauge,
-    /// Handles by route template, then method and status: resolved once per combination.
-    durations: RwLock<HashMap<Box<str>, Vec<Duration>, BuildHasherDefault<TemplateHasher>>>,
-}
-
-/// FNV-1a: route templates are short and chosen by the service, not by clients, so the
-/// SipHash of the default hasher (a third of what recording cost) buys nothing here.
-#[derive(Debug)]
-struct TemplateHasher(u64);
-
-impl Default for TemplateHasher {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for TemplateHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
+    /// The series of requests no route matched.
+    unmatched: Arc<RouteSeries>,
 }
 
 impl HttpMetricsLayer {
@@ -150,44 +207,8 @@ impl HttpMetricsLayer {
         Self {
             shared: Arc::new(Shared {
                 active: metrics::gauge!(ACTIVE),
-                durations: RwLock::default(),
+                unmatched: Arc::new(RouteSeries::unmatched()),
             }),
-        }
-    }
-}
-
-impl Shared {
-    fn record(&self, method: &Method, route: &str, status: u16, seconds: f64) {
-        let matches = |d: &Duration| d.status == status && d.method == *method;
-        // Recorded under the read lock: no clone of the handle per request.
-        if let Some(known) = self
-            .durations
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(route)
-            .and_then(|handles| handles.iter().find(|d| matches(d)))
-        {
-            known.histogram.record(seconds);
-            return;
-        }
-        let histogram = metrics::histogram!(
-            DURATION,
-            "method" => method_label(method),
-            "route" => route.to_owned(),
-            "status" => status.to_string(),
-        );
-        histogram.record(seconds);
-        let mut durations = self
-            .durations
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let handles = durations.entry(route.into()).or_default();
-        if !handles.iter().any(matches) {
-            handles.push(Duration {
-                method: method.clone(),
-                status,
-                histogram,
-            });
         }
     }
 }
@@ -239,7 +260,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let method = request.method().clone();
+        let method = method_label(request.method());
         self.shared.active.increment(1.0);
         MetricsFuture {
             inner: self.inner.call(request),
@@ -256,7 +277,7 @@ where
 #[derive(Debug)]
 struct InFlight {
     shared: Arc<Shared>,
-    method: Method,
+    method: &'static str,
     start: Instant,
 }
 
@@ -284,19 +305,92 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        // A template left by a request whose response never reached its metrics layer is not
+        // A route left by a request whose response never reached its metrics layer is not
         // this request's.
-        MATCHED.set(None);
+        ANSWERED.set(None);
         let response = ready!(this.inner.poll(cx))?;
-        let route = MATCHED.take();
-        let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
         let flight = &*this.flight;
-        flight.shared.record(
-            &flight.method,
-            route,
-            response.status().as_u16(),
-            flight.start.elapsed().as_secs_f64(),
-        );
+        let seconds = flight.start.elapsed().as_secs_f64();
+        let status = response.status().as_u16();
+        match ANSWERED.take() {
+            Some(route) => route.record(flight.method, status, seconds),
+            None => flight
+                .shared
+                .unmatched
+                .record(flight.method, status, seconds),
+        }
         Poll::Ready(Ok(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::metrics::recorder::RowRecorder;
+    use crate::metrics::region::{Kind, Region};
+
+    /// The count of the duration series with these labels (`None`: no such series).
+    fn count(region: &Region, labels: &str) -> Option<u64> {
+        let series = region.find(Kind::Histogram, DURATION, labels)?;
+        let buckets = region.buckets().len() + 1;
+        Some(
+            (0..buckets)
+                .map(|i| region.total(series.cell + i, false).0)
+                .sum(),
+        )
+    }
+
+    #[test]
+    fn the_route_label_is_the_matched_template_or_unmatched() {
+        let region: &'static Region = Box::leak(Box::new(Region::create(&[0.5, 1.0]).unwrap()));
+        let row = region.row(Some(region.claim(0).unwrap()));
+        let recorder = RowRecorder::new(region, row, 100, HashSet::new());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            let router = Router::new().route("/greet/{name}", get(|| async { "hi" }));
+            let service = HttpMetricsLayer::new().layer(with_route_templates(router));
+            runtime.block_on(async {
+                for (method, path) in [
+                    (Method::GET, "/greet/ann"),
+                    (Method::GET, "/greet/bob"),
+                    (Method::GET, "/nowhere"),
+                    (Method::DELETE, "/greet/ann"),
+                    (Method::from_bytes(b"BREW").unwrap(), "/greet/ann"),
+                ] {
+                    let request = Request::builder()
+                        .method(method)
+                        .uri(path)
+                        .body(Body::empty())
+                        .unwrap();
+                    service.clone().oneshot(request).await.unwrap();
+                }
+            });
+        });
+        let series = |method: &str, route: &str, status: u16| {
+            format!("method=\"{method}\",route=\"{route}\",status=\"{status}\"")
+        };
+        assert_eq!(count(region, &series("GET", "/greet/{name}", 200)), Some(2));
+        assert_eq!(count(region, &series("GET", UNMATCHED, 404)), Some(1));
+        // A method the route has no handler for is still the route's.
+        assert_eq!(
+            count(region, &series("DELETE", "/greet/{name}", 405)),
+            Some(1)
+        );
+        assert_eq!(
+            count(region, &series("_OTHER", "/greet/{name}", 405)),
+            Some(1)
+        );
+        assert_eq!(count(region, &series("GET", "/nowhere", 404)), None);
+        let active = region.find(Kind::Gauge, ACTIVE, "").unwrap();
+        assert_eq!(region.total(active.cell, true).1, 0.0);
     }
 }

@@ -31,7 +31,7 @@ mod recorder;
 mod region;
 
 use std::collections::HashSet;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use axum::Router;
 use axum::http::header::CONTENT_TYPE;
@@ -187,12 +187,14 @@ pub(crate) fn prepare(cx: &Prepare) -> Result<Option<HttpMetricsLayer>, BoxError
     let Some((region, supervised)) = install(&config) else {
         return Ok(None);
     };
+    let catalog = Arc::new(Mutex::new(exposition::Catalog::default()));
     let endpoint = Router::new().route(
         &config.path,
         get(move || async move {
+            let mut catalog = catalog.lock().unwrap_or_else(PoisonError::into_inner);
             (
                 [(CONTENT_TYPE, exposition::CONTENT_TYPE)],
-                exposition::render(region, supervised),
+                exposition::render(region, supervised, &mut catalog),
             )
         }),
     );

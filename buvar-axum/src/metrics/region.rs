@@ -6,6 +6,8 @@
 //! - a table of series keys (open addressing; an entry is published by one compare-and-swap of
 //!   the offset of a record written beforehand into an append-only arena, so a writer killed
 //!   halfway leaves at most some unused arena words);
+//! - the list of records offered to the table, appended to before the compare-and-swap: a
+//!   scrape walks the keys in use instead of the whole table;
 //! - one row of value cells per worker slot, a worker writing only its own row;
 //! - a "retired" row: what the workers that were reaped had counted;
 //! - a sequence number the parent makes odd while it folds a reaped worker's row into the
@@ -33,12 +35,16 @@ const H_SLOTS_USED: usize = 3;
 const H_PARENT: usize = 4;
 const H_CONFIGURED: usize = 5;
 const H_READY: usize = 6;
+const H_LISTED: usize = 7;
 const H_EXITS: usize = 8;
 
 const OWNERS: usize = HEADER;
 const INDEXES: usize = OWNERS + SLOTS;
 const TABLE_AT: usize = INDEXES + SLOTS;
-const ARENA_AT: usize = TABLE_AT + TABLE;
+/// Records offered to the table, in the order they were written: at most one per entry,
+/// plus those that lost a race to publish the same key.
+const LISTED_AT: usize = TABLE_AT + TABLE;
+const ARENA_AT: usize = LISTED_AT + TABLE;
 const RETIRED_AT: usize = ARENA_AT + ARENA;
 const WORDS: usize = RETIRED_AT + CELLS * (SLOTS + 1);
 
@@ -274,6 +280,7 @@ impl Region {
                     Some(record) => record,
                     None => {
                         let record = self.write_record(hash, kind, name, labels)?;
+                        self.list(record)?;
                         mine = Some(record);
                         record
                     }
@@ -293,6 +300,31 @@ impl Region {
             }
         }
         None
+    }
+
+    /// Lists a record before it is offered to the table, so that every entry is listed even
+    /// if its writer is killed right after publishing it; `None` when the list is full.
+    fn list(&self, record: u64) -> Option<()> {
+        let at = self.word(H_LISTED).fetch_add(1, Ordering::Relaxed) as usize;
+        (at < TABLE).then(|| {
+            self.word(LISTED_AT + at).store(record, Ordering::Release);
+        })
+    }
+
+    /// Whether the record at `at`, written with `hash`, is the table's entry for its key (and
+    /// not a copy that lost the race to publish it).
+    fn published(&self, at: u64, hash: u64) -> bool {
+        for probe in 0..TABLE {
+            match self
+                .word(TABLE_AT + (hash as usize).wrapping_add(probe) % TABLE)
+                .load(Ordering::Acquire)
+            {
+                0 => return false,
+                slot if slot == at => return true,
+                _ => {}
+            }
+        }
+        false
     }
 
     fn write_record(&self, hash: u64, kind: Kind, name: &str, labels: &str) -> Option<u64> {
@@ -414,15 +446,28 @@ impl Region {
         }
     }
 
-    /// Every record of the table.
+    /// Every record of the table, in the order they were added: the cost is that of the keys
+    /// in use, not of the table's size.
     pub(crate) fn entries(&self) -> Vec<Entry> {
-        self.words[TABLE_AT..TABLE_AT + TABLE]
-            .iter()
-            .filter_map(|slot| {
-                let at = slot.load(Ordering::Acquire);
-                (at != 0).then(|| self.entry(at)).flatten()
-            })
+        (0..self.listed())
+            .filter_map(|position| self.listed_entry(position))
             .collect()
+    }
+
+    /// Places taken in the list of records so far.
+    pub(crate) fn listed(&self) -> usize {
+        (self.word(H_LISTED).load(Ordering::Acquire) as usize).min(TABLE)
+    }
+
+    /// The record at `position` of the list if it is published: `None` for a copy that lost
+    /// the race to publish its key, one whose writer is still at it or was killed.
+    pub(crate) fn listed_entry(&self, position: usize) -> Option<Entry> {
+        let at = self.word(LISTED_AT + position).load(Ordering::Acquire);
+        let record = usize::try_from(at)
+            .ok()
+            .filter(|at| (1..ARENA).contains(at))?;
+        let hash = self.word(ARENA_AT + record).load(Ordering::Relaxed);
+        self.published(at, hash).then(|| self.entry(at)).flatten()
     }
 
     /// Runs `read` until no fold happened during it (or the parent took too long: then the
@@ -608,6 +653,22 @@ mod tests {
             region.row(Some(slot))[counter.cell].load(Ordering::Relaxed),
             0
         );
+    }
+
+    #[test]
+    fn entries_are_the_published_records_only() {
+        let region = region();
+        let first = region.find_or_add(Kind::Counter, "c", "a=\"1\"").unwrap();
+        // A writer that lost the race to publish the same key, and one killed after taking
+        // its place in the list.
+        let hash = hash(Kind::Counter, "c", "a=\"1\"");
+        let copy = region
+            .write_record(hash, Kind::Counter, "c", "a=\"1\"")
+            .unwrap();
+        region.list(copy).unwrap();
+        region.word(H_LISTED).fetch_add(1, Ordering::Relaxed);
+        let second = region.find_or_add(Kind::Gauge, "g", "").unwrap();
+        assert_eq!(region.entries(), [first, second]);
     }
 
     #[test]
