@@ -37,9 +37,6 @@ pub(crate) fn check<T: PartialOrd + fmt::Display>(
     }
 }
 
-/// One day, the longest a timeout may be: longer ones are mistakes, and `inf` would overflow.
-pub(crate) const DAY: f64 = 86_400.0;
-
 /// Checks the `[http.h2]` table (the numbers of `[http]` itself have their ranges in its
 /// [`Section::limits`](buvar_kit::config::Section::limits)).
 pub(crate) fn check_http(http: &HttpConfig) -> Result<(), SettingOutOfRange> {
@@ -73,18 +70,6 @@ pub(crate) fn check_http(http: &HttpConfig) -> Result<(), SettingOutOfRange> {
         h2.max_reset_streams,
         1,
         1_000_000,
-    )?;
-    check(
-        "http.h2.keep_alive_interval",
-        h2.keep_alive_interval,
-        0.0,
-        DAY,
-    )?;
-    check(
-        "http.h2.keep_alive_timeout",
-        h2.keep_alive_timeout,
-        0.01,
-        DAY,
     )
 }
 
@@ -105,12 +90,6 @@ mod tests {
             check_http(&http).unwrap_err().to_string(),
             "`http.h2.max_concurrent_streams` must be between 1 and 10000, found 0; \
              fix the config file or the environment variable"
-        );
-        let mut http = HttpConfig::default();
-        http.h2.keep_alive_timeout = f64::INFINITY;
-        assert_eq!(
-            check_http(&http).unwrap_err().key,
-            "http.h2.keep_alive_timeout"
         );
     }
 }

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 /// max_pending_accept_reset_streams = 20  # streams reset before the server saw them (rapid reset)
 /// max_local_error_reset_streams = 1024   # streams the server had to reset for protocol errors
 /// max_reset_streams = 100                # streams a client may cancel beyond those it let finish
-/// keep_alive_interval = 20               # seconds between PINGs; 0 = no PINGs
-/// keep_alive_timeout = 20                # seconds a PING may go unanswered; then the connection closes
+/// keep_alive_interval = "20s"            # between PINGs; 0 = no PINGs
+/// keep_alive_timeout = "20s"             # how long a PING may go unanswered; then the connection closes
 /// ```
 ///
 /// Each request is a stream, and every per-request rule of `[http]` holds per stream: the
@@ -45,11 +45,13 @@ pub struct H2Config {
     /// streams it let finish; one more and the connection is closed (rapid reset again: such
     /// streams cost a call into the router each); between 1 and 1 000 000.
     pub max_reset_streams: u64,
-    /// Seconds between keep-alive PINGs on a connection; 0 sends none; at most one day.
-    pub keep_alive_interval: f64,
-    /// Seconds a keep-alive PING may go unanswered before the connection is closed; between
-    /// 0.01 and one day.
-    pub keep_alive_timeout: f64,
+    /// The time between keep-alive PINGs on a connection; 0 sends none; at most one day.
+    #[serde(with = "buvar_kit::config::duration")]
+    pub keep_alive_interval: Duration,
+    /// How long a keep-alive PING may go unanswered before the connection is closed; between
+    /// 10 ms and one day.
+    #[serde(with = "buvar_kit::config::duration")]
+    pub keep_alive_timeout: Duration,
 }
 
 impl Default for H2Config {
@@ -60,26 +62,13 @@ impl Default for H2Config {
             max_pending_accept_reset_streams: 20,
             max_local_error_reset_streams: 1024,
             max_reset_streams: 100,
-            keep_alive_interval: 20.0,
-            keep_alive_timeout: 20.0,
+            keep_alive_interval: Duration::from_secs(20),
+            keep_alive_timeout: Duration::from_secs(20),
         }
     }
 }
 
 impl H2Config {
-    /// `keep_alive_interval` as a duration; `None` without PINGs.
-    pub fn keep_alive_interval(&self) -> Option<Duration> {
-        (self.keep_alive_interval > 0.0)
-            .then(|| Duration::try_from_secs_f64(self.keep_alive_interval).unwrap_or(Duration::MAX))
-    }
-
-    /// `keep_alive_timeout` as a duration.
-    pub fn keep_alive_timeout(&self) -> Duration {
-        // Out-of-range values are refused when the config is loaded: this only keeps a value
-        // set in code from panicking.
-        Duration::try_from_secs_f64(self.keep_alive_timeout).unwrap_or(Duration::MAX)
-    }
-
     /// The builder of HTTP/2 connections.
     pub(super) fn builder(&self) -> http2::Builder<TokioExecutor> {
         let mut builder = http2::Builder::new(TokioExecutor::new());
@@ -89,8 +78,10 @@ impl H2Config {
             .max_header_list_size(self.max_header_list_size)
             .max_pending_accept_reset_streams(self.max_pending_accept_reset_streams)
             .max_local_error_reset_streams(self.max_local_error_reset_streams)
-            .keep_alive_interval(self.keep_alive_interval())
-            .keep_alive_timeout(self.keep_alive_timeout());
+            .keep_alive_interval(
+                (!self.keep_alive_interval.is_zero()).then_some(self.keep_alive_interval),
+            )
+            .keep_alive_timeout(self.keep_alive_timeout);
         builder
     }
 }
