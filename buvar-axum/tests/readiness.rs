@@ -133,7 +133,10 @@ async fn readiness_settings_out_of_range_stop_the_server_naming_the_key() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("`[readiness] timeout` is 0"), "{err}");
+    assert!(
+        err.contains("`readiness.timeout` must be between 1ms and 5m, found 0"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
