@@ -448,6 +448,7 @@ impl Region {
 
     /// Every record of the table, in the order they were added: the cost is that of the keys
     /// in use, not of the table's size.
+    #[cfg(any(target_os = "linux", test))]
     pub(crate) fn entries(&self) -> Vec<Entry> {
         (0..self.listed())
             .filter_map(|position| self.listed_entry(position))

@@ -303,6 +303,7 @@ impl Adapters {
     /// The product of the first adapter for `T`, when that adapter is a singleton that has been
     /// made: once the context holds no `T`, every resolution of `T` returns it (the first
     /// adapter whose dependencies resolve wins, and a made singleton needs none).
+    #[cfg(any(feature = "axum", test))]
     pub(crate) fn ready_singleton<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
         let by_product = self.by_product.load();
         let first = by_product.get(&TypeId::of::<T>())?.first()?;

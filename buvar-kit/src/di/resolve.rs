@@ -261,6 +261,7 @@ impl Context {
 
     /// [`nject`](Self::nject) by adapters alone, with the registry already at hand: the
     /// request extractor has looked up the registry and `T` in the context itself.
+    #[cfg(feature = "axum")]
     pub(crate) async fn nject_by_adapters<T: Send + Sync + 'static>(
         &self,
         adapters: Option<&Adapters>,
