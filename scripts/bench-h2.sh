@@ -15,13 +15,8 @@ if ! command -v h2load >/dev/null; then
     echo "h2load is missing; installing it from Debian's packages" >&2
     apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null
 fi
-if [ -n "${BIN:-}" ]; then
-    bin=$BIN
-else
-    cargo build --release --locked -p buvar-bench --bins >&2
-    target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-    bin="$target_dir/release"
-fi
+# shellcheck source=scripts/bench-bins.sh
+source scripts/bench-bins.sh
 
 port_a=$((20000 + RANDOM % 20000))
 port_d=$((port_a + 1))

@@ -21,13 +21,8 @@ long=${LONG:-6}
 variants=("$@")
 [ ${#variants[@]} -eq 0 ] && variants=(a i c e)
 
-if [ -n "${BIN:-}" ]; then
-    bin=$BIN
-else
-    cargo build --release --locked -p buvar-bench --bins >&2
-    target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-    bin="$target_dir/release"
-fi
+# shellcheck source=scripts/bench-bins.sh
+source scripts/bench-bins.sh
 if [ -n "${KEEP:-}" ]; then
     mkdir -p "$KEEP"
     work=$KEEP
