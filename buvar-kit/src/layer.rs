@@ -1,6 +1,7 @@
 //! The per-request context layer: every request gets its own child of the plugin context,
 //! made when the request first needs it.
 
+use std::future::Future;
 use std::task::{Context as TaskContext, Poll};
 
 use http::Request;
@@ -74,7 +75,7 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let context = RequestContext::new(self.context.clone());
         request.extensions_mut().insert(context.clone());
-        CurrentContext::lazy(context.lazy).scope(self.inner.call(request))
+        context.scope(self.inner.call(request))
     }
 }
 
@@ -124,6 +125,26 @@ impl RequestContext {
     /// context, shared by every request; add through [`context`](Self::context).
     pub fn nearest(&self) -> &Context {
         self.lazy.nearest()
+    }
+
+    /// Runs `future` with this request's context as the [current](Context::current) one, as
+    /// [`ContextLayer`] runs the handler: for a layer of one's own that does the same work in
+    /// its own future (the request context goes into the request's extensions too, where the
+    /// extractors look for it).
+    ///
+    /// ```
+    /// use buvar_kit::{Context, RequestContext};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let plugins = Context::new();
+    /// plugins.add(1_u8);
+    /// let request = RequestContext::new(plugins.clone());
+    /// let seen = request.scope(async { *buvar_kit::get::<u8>().unwrap() }).await;
+    /// assert_eq!(seen, 1);
+    /// # });
+    /// ```
+    pub fn scope<F: Future>(self, future: F) -> WithContext<F> {
+        CurrentContext::lazy(self.lazy).scope(future)
     }
 }
 

@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use axum::extract::MatchedPath;
-use http::{Method, Request, Response};
+use http::{Method, Request, Response, StatusCode};
 use metrics::{Gauge, Histogram};
 use tower::{Layer, Service};
 
@@ -21,13 +21,13 @@ const ACTIVE: &str = "http_server_active_requests";
 
 std::thread_local! {
     /// The series of the route that just answered on this thread, carried out of the router
-    /// to [`MetricsFuture`], whose poll is the caller of the route's in the same call stack
-    /// (the layers between map a ready response without waiting). Cheaper than a response
+    /// to the request layer, whose poll is the caller of the route's in the same call stack
+    /// (what lies between maps a ready response without waiting). Cheaper than a response
     /// extension, which allocates a map for each response.
     static ANSWERED: Cell<Option<Arc<RouteSeries>>> = const { Cell::new(None) };
 }
 
-/// Hands each route's series to the metrics layer (axum tells a route its template only in
+/// Hands each route's series to the request layer (axum tells a route its template only in
 /// the request's extensions).
 pub(crate) fn with_route_templates(router: axum::Router) -> axum::Router {
     router.route_layer(RouteSeriesLayer)
@@ -182,9 +182,11 @@ where
     }
 }
 
-/// Records every request's duration and the requests in flight.
+/// Records every request's duration and the requests in flight: the
+/// [request layer](crate::server) calls [`begin`](Self::begin) for each request, and
+/// [`InFlight::finish`] with its status.
 #[derive(Debug, Clone)]
-pub(crate) struct HttpMetricsLayer {
+pub(crate) struct HttpMetrics {
     shared: Arc<Shared>,
 }
 
@@ -195,7 +197,7 @@ struct Shared {
     unmatched: Arc<RouteSeries>,
 }
 
-impl HttpMetricsLayer {
+impl HttpMetrics {
     pub(crate) fn new() -> Self {
         metrics::describe_histogram!(
             DURATION,
@@ -209,6 +211,16 @@ impl HttpMetricsLayer {
                 active: metrics::gauge!(ACTIVE),
                 unmatched: Arc::new(RouteSeries::unmatched()),
             }),
+        }
+    }
+
+    /// Counts a request in, from `start`.
+    pub(crate) fn begin(&self, method: &Method, start: Instant) -> InFlight {
+        self.shared.active.increment(1.0);
+        InFlight {
+            shared: self.shared.clone(),
+            method: method_label(method),
+            start,
         }
     }
 }
@@ -229,56 +241,32 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-impl<S> Layer<S> for HttpMetricsLayer {
-    type Service = HttpMetricsService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        HttpMetricsService {
-            inner,
-            shared: self.shared.clone(),
-        }
-    }
-}
-
-/// The service of [`HttpMetricsLayer`].
-#[derive(Debug, Clone)]
-pub(crate) struct HttpMetricsService<S> {
-    inner: S,
-    shared: Arc<Shared>,
-}
-
-impl<S, B, R> Service<Request<B>> for HttpMetricsService<S>
-where
-    S: Service<Request<B>, Response = Response<R>>,
-{
-    type Response = Response<R>;
-    type Error = S::Error;
-    type Future = MetricsFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let method = method_label(request.method());
-        self.shared.active.increment(1.0);
-        MetricsFuture {
-            inner: self.inner.call(request),
-            flight: InFlight {
-                shared: self.shared.clone(),
-                method,
-                start: Instant::now(),
-            },
-        }
-    }
-}
-
 /// One request in flight: counted out when dropped, answered or not.
 #[derive(Debug)]
-struct InFlight {
+pub(crate) struct InFlight {
     shared: Arc<Shared>,
     method: &'static str,
     start: Instant,
+}
+
+impl InFlight {
+    /// To be called right before each poll of the router's future, whose route then says
+    /// which route answered: a route left by a request whose response never reached its
+    /// request layer is not this request's.
+    pub(crate) fn before_poll(&self) {
+        ANSWERED.set(None);
+    }
+
+    /// Records the request's duration under the route that answered it (right after the poll
+    /// that gave `status`), or under the unmatched route.
+    pub(crate) fn finish(self, status: StatusCode) {
+        let seconds = self.start.elapsed().as_secs_f64();
+        let status = status.as_u16();
+        match ANSWERED.take() {
+            Some(route) => route.record(self.method, status, seconds),
+            None => self.shared.unmatched.record(self.method, status, seconds),
+        }
+    }
 }
 
 impl Drop for InFlight {
@@ -287,54 +275,23 @@ impl Drop for InFlight {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The response future of [`HttpMetricsService`].
-    #[derive(Debug)]
-    pub(crate) struct MetricsFuture<F> {
-        #[pin]
-        inner: F,
-        flight: InFlight,
-    }
-}
-
-impl<F, R, E> Future for MetricsFuture<F>
-where
-    F: Future<Output = Result<Response<R>, E>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        // A route left by a request whose response never reached its metrics layer is not
-        // this request's.
-        ANSWERED.set(None);
-        let response = ready!(this.inner.poll(cx))?;
-        let flight = &*this.flight;
-        let seconds = flight.start.elapsed().as_secs_f64();
-        let status = response.status().as_u16();
-        match ANSWERED.take() {
-            Some(route) => route.record(flight.method, status, seconds),
-            None => flight
-                .shared
-                .unmatched
-                .record(flight.method, status, seconds),
-        }
-        Poll::Ready(Ok(response))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
 
+    use std::time::Duration;
+
     use axum::Router;
     use axum::body::Body;
     use axum::routing::get;
+    use buvar_kit::Context;
     use tower::ServiceExt;
 
     use super::*;
     use crate::metrics::recorder::RowRecorder;
     use crate::metrics::region::{Kind, Region};
+    use crate::server::guard::Limits;
+    use crate::server::request::RequestLayer;
 
     /// The count of the duration series with these labels (`None`: no such series).
     fn count(region: &Region, labels: &str) -> Option<u64> {
@@ -356,20 +313,38 @@ mod tests {
             .build()
             .unwrap();
         metrics::with_local_recorder(&recorder, || {
-            let router = Router::new().route("/greet/{name}", get(|| async { "hi" }));
-            let service = HttpMetricsLayer::new().layer(with_route_templates(router));
+            let router = Router::new()
+                .route("/greet/{name}", get(|| async { "hi" }))
+                .route(
+                    "/panic",
+                    get(|| async {
+                        panic!("on purpose");
+                        #[allow(unreachable_code)]
+                        ""
+                    }),
+                );
+            let service = RequestLayer::new(
+                Context::new(),
+                Limits::new(4, Duration::from_secs(5)),
+                Some(HttpMetrics::new()),
+                false,
+            )
+            .layer(with_route_templates(router));
             runtime.block_on(async {
-                for (method, path) in [
-                    (Method::GET, "/greet/ann"),
-                    (Method::GET, "/greet/bob"),
-                    (Method::GET, "/nowhere"),
-                    (Method::DELETE, "/greet/ann"),
-                    (Method::from_bytes(b"BREW").unwrap(), "/greet/ann"),
+                for (method, path, body) in [
+                    (Method::GET, "/greet/ann", ""),
+                    (Method::GET, "/greet/bob", ""),
+                    (Method::GET, "/nowhere", ""),
+                    (Method::DELETE, "/greet/ann", ""),
+                    (Method::from_bytes(b"BREW").unwrap(), "/greet/ann", ""),
+                    (Method::POST, "/greet/ann", "over the limit"),
+                    (Method::GET, "/panic", ""),
                 ] {
                     let request = Request::builder()
                         .method(method)
                         .uri(path)
-                        .body(Body::empty())
+                        .header("content-length", body.len())
+                        .body(Body::from(body))
                         .unwrap();
                     service.clone().oneshot(request).await.unwrap();
                 }
@@ -390,6 +365,9 @@ mod tests {
             Some(1)
         );
         assert_eq!(count(region, &series("GET", "/nowhere", 404)), None);
+        // Answered by the request layer itself: no route answered them.
+        assert_eq!(count(region, &series("POST", UNMATCHED, 413)), Some(1));
+        assert_eq!(count(region, &series("GET", UNMATCHED, 500)), Some(1));
         let active = region.find(Kind::Gauge, ACTIVE, "").unwrap();
         assert_eq!(region.total(active.cell, true).1, 0.0);
     }

@@ -39,7 +39,7 @@ use axum::routing::get;
 use buvar_kit::{BoxError, Cancel, ConfigSource, Context, Prepare};
 
 pub use config::{MetricsConfig, MetricsError};
-pub(crate) use http::HttpMetricsLayer;
+pub(crate) use http::{HttpMetrics, InFlight};
 #[cfg(target_os = "linux")]
 pub(crate) use region::ExitCause;
 
@@ -167,7 +167,7 @@ pub(crate) fn attach(context: &Context, router: Router) -> Result<Router, Server
             })?,
         None => router,
     };
-    Ok(match context.try_get::<HttpMetricsLayer>() {
+    Ok(match context.try_get::<HttpMetrics>() {
         Some(_) => http::with_route_templates(router),
         None => router,
     })
@@ -178,8 +178,8 @@ pub(crate) fn attach(context: &Context, router: Router) -> Result<Router, Server
 pub(crate) struct MetricsSocket(pub(crate) std::sync::Mutex<Option<BoundSocket>>);
 
 /// Part of the server plugin's prepare: installs the recorder and serves the endpoint, on the
-/// service's routes or on the `listen` socket. Returns the layer that records requests.
-pub(crate) fn prepare(cx: &Prepare) -> Result<Option<HttpMetricsLayer>, BoxError> {
+/// service's routes or on the `listen` socket. Returns what records the requests, for the request layer.
+pub(crate) fn prepare(cx: &Prepare) -> Result<Option<HttpMetrics>, BoxError> {
     let config = metrics_config(cx.context())?;
     if !config.enabled || cx.context().try_get::<crate::app::StartCheck>().is_some() {
         return Ok(None);
@@ -221,7 +221,7 @@ pub(crate) fn prepare(cx: &Prepare) -> Result<Option<HttpMetricsLayer>, BoxError
             });
         }
     }
-    Ok(Some(HttpMetricsLayer::new()))
+    Ok(Some(HttpMetrics::new()))
 }
 
 async fn serve(context: Context, socket: BoundSocket, endpoint: Router) -> Result<(), BoxError> {

@@ -1,14 +1,16 @@
 //! The axum server plugin: one router from every plugin's routes, served on the shared
 //! listeners with graceful shutdown on [`Cancel`].
 
-mod guard;
+pub(crate) mod guard;
 mod inherited;
 mod ranges;
 mod readiness;
+pub(crate) mod request;
 mod request_id;
 mod routes;
 mod stack;
 mod supervised;
+mod trace;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,8 +48,8 @@ pub fn plugin() -> Plugin {
 async fn prepare(cx: Prepare) -> Result<(), BoxError> {
     let http = http_config(cx.context())?;
     let readiness = cx.context().add(Readiness::default());
-    if let Some(layer) = crate::metrics::prepare(&cx)? {
-        cx.context().add(layer);
+    if let Some(metrics) = crate::metrics::prepare(&cx)? {
+        cx.context().add(metrics);
     }
     if let Some(inherited) = cx.context().try_get::<InheritedSockets>() {
         for (uri, local) in inherited.addresses() {

@@ -8,12 +8,11 @@ use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, Response};
 use axum::routing::get;
-use buvar_kit::{BoxError, Context, ContextLayer};
+use buvar_kit::{BoxError, Context};
 use tower::{Service, ServiceBuilder};
-use tower_http::trace::TraceLayer;
 
-use super::guard::GuardLayer;
-use super::request_id::{RequestIdLayer, X_REQUEST_ID};
+use super::guard::Limits;
+use super::request::RequestLayer;
 use super::routes::{self, Routes};
 use super::{PLUGIN_NAME, ServerError, readiness};
 use crate::HttpConfig;
@@ -68,43 +67,26 @@ where
         .route("/readyz", readiness::route(context)?);
     let router = routes::merge(Routes::merged(context)?, builtin, PLUGIN_NAME)?;
     let router = crate::metrics::attach(context, router)?;
-    let metrics = context.try_get::<crate::metrics::HttpMetricsLayer>();
+    let metrics = context
+        .try_get::<crate::metrics::HttpMetrics>()
+        .map(|metrics| (*metrics).clone());
     #[cfg(feature = "otel")]
     let exporting = crate::otel::active();
-    let trace = TraceLayer::new_for_http().make_span_with(move |request: &Request<B>| {
-        #[cfg(feature = "otel")]
-        if exporting {
-            return crate::otel::request_span(request, request_id_of(request));
-        }
-        // At debug level: a span per request costs a tenth of the throughput with a JSON
-        // subscriber; `APP_LOG_LEVEL=debug` (or `RUST_LOG=buvar_axum=debug`) turns it on. The
-        // fields are only evaluated when it is on.
-        tracing::debug_span!(
-            "request",
-            method = %request.method(),
-            uri = %request.uri(),
-            request_id = request_id_of(request),
-        )
-    });
+    #[cfg(not(feature = "otel"))]
+    let exporting = false;
+    let limits = Limits::new(http.body_limit, http.request_timeout());
     Ok(ServiceBuilder::new()
-        .option_layer(metrics.map(|layer| (*layer).clone()))
-        .layer(RequestIdLayer::new(std::process::id()))
-        .layer(trace)
-        .layer(GuardLayer::new(http.body_limit, http.request_timeout()))
+        .layer(RequestLayer::new(
+            context.clone(),
+            limits,
+            metrics,
+            exporting,
+        ))
         // axum's extractors stop at 2 MiB by themselves: only another limit needs telling
         // them, which costs an entry in every request's extensions.
         .option_layer(
             (http.body_limit != AXUM_BODY_LIMIT).then(|| DefaultBodyLimit::max(http.body_limit)),
         )
-        .layer(ContextLayer::new(context.clone()))
         // Turns the handlers into routes now, not again for every request.
         .service(router.with_state(())))
-}
-
-fn request_id_of<B>(request: &Request<B>) -> &str {
-    request
-        .headers()
-        .get(X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
 }

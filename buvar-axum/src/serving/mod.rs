@@ -21,8 +21,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::util::{MapRequestLayer, MapResponseLayer};
-use tower::{Layer, Service};
+use tower::Service;
 
 use crate::sockets::{BoundSocket, Listener};
 
@@ -39,7 +38,7 @@ pub use upgrade::{UpgradeRefused, UpgradeTracker, UpgradedConnection};
 
 use activity::ConnectionActivity;
 use protocol::Protocol;
-use service::ConnectionService;
+use service::{ConnectionService, PerRequest};
 use woken::WhenWoken;
 use write_timeout::WriteTimeout;
 
@@ -246,11 +245,6 @@ impl Serving {
         // One budget across all listeners: the limit is about this process's memory.
         let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
         let upgrades = UpgradeTracker::new(connections.clone(), stop.clone(), kill.clone());
-        let service = MapResponseLayer::new({
-            let tally = tally.clone();
-            move |response| tally.response(response)
-        })
-        .layer(service);
         let mut http1 = http1::Builder::new();
         http1
             .timer(TokioTimer::new())
@@ -276,6 +270,7 @@ impl Serving {
                     http2: http2.clone(),
                     tracker: connections.clone(),
                     upgrades: upgrades.clone(),
+                    tally: tally.clone(),
                     close_idle: close_idle.clone(),
                     kill: kill.clone(),
                     slots: slots.clone(),
@@ -376,6 +371,7 @@ struct Connections<S> {
     http2: http2::Builder<TokioExecutor>,
     tracker: TaskTracker,
     upgrades: UpgradeTracker,
+    tally: Arc<Tally>,
     close_idle: CancellationToken,
     kill: CancellationToken,
     slots: Arc<Semaphore>,
@@ -451,12 +447,10 @@ fn serve_connection<S, B>(
     let tracker = connections.tracker.clone();
     tracker.spawn(async move {
         // The connection's slot, held until the connection ends or an upgrade takes it over.
-        let upgrades = connections.upgrades.connection(slot);
-        let service = MapRequestLayer::new(move |mut request: Request<Incoming>| {
-            upgrades.attach(&mut request);
-            request
-        })
-        .layer(connections.service.clone());
+        let per_request = PerRequest::new(
+            connections.upgrades.connection(slot),
+            connections.tally.clone(),
+        );
         // One deadline for the first request, whatever comes before it: the TLS handshake,
         // the first bytes, the HTTP/2 preface and settings.
         let first_request = Instant::now() + connections.first_request_timeout;
@@ -484,15 +478,9 @@ fn serve_connection<S, B>(
                 Some(b"h2") => Protocol::Http2,
                 _ => Protocol::Http1,
             };
-            let client = crate::tls::ClientCertificate::of(stream.get_ref().1);
-            let service = MapRequestLayer::new(move |mut request: Request<Incoming>| {
-                if let Some(client) = &client {
-                    request.extensions_mut().insert(client.clone());
-                }
-                request
-            })
-            .layer(service);
-            return drive(stream, protocol, first_request, service, connections).await;
+            let per_request =
+                per_request.with_client(crate::tls::ClientCertificate::of(stream.get_ref().1));
+            return drive(stream, protocol, first_request, per_request, connections).await;
         }
         let sniffed = tokio::select! {
             biased;
@@ -514,7 +502,7 @@ fn serve_connection<S, B>(
             }
         };
         let stream = WriteTimeout::new(stream, connections.write_timeout);
-        drive(stream, protocol, first_request, service, connections).await;
+        drive(stream, protocol, first_request, per_request, connections).await;
     });
 }
 
@@ -532,12 +520,12 @@ enum Stop {
 
 /// Serves HTTP/1.1 or HTTP/2 on one connection until it ends, the drain closes it or the
 /// client misbehaves.
-async fn drive<I, S, C, B>(
+async fn drive<I, S, B>(
     io: I,
     protocol: Protocol,
     first_request: Instant,
-    service: S,
-    connections: Connections<C>,
+    per_request: PerRequest,
+    connections: Connections<S>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
@@ -548,7 +536,7 @@ async fn drive<I, S, C, B>(
     B: HttpBody<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
 {
     let activity = Arc::new(ConnectionActivity::new(connections.max_reset_streams));
-    let service = ConnectionService::new(service, activity.clone());
+    let service = ConnectionService::new(connections.service, activity.clone(), per_request);
     let io = TokioIo::new(io);
     let watch = Watch {
         activity,
