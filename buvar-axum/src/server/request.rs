@@ -101,7 +101,7 @@ where
         let shared = &*self.shared;
         let start = Instant::now();
         let id = shared.ids.tag(request.headers_mut());
-        let span = trace::request_span(&request, id.to_str().unwrap_or("-"), shared.exporting);
+        let span = trace::request_span(&request, &id, shared.exporting);
         let entered = span.enter();
         trace::started();
         let flight = shared

@@ -7,6 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use axum::body::Bytes;
 use http::header::{Entry, HeaderName};
 use http::{HeaderMap, HeaderValue};
 
@@ -46,11 +47,29 @@ impl RequestIds {
     fn make(&self) -> HeaderValue {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         // The prefix holds at most 11 bytes (a u32 and a dash), a u64 at most 20 digits.
-        let mut id = [0_u8; 32];
-        id[..self.prefix.len()].copy_from_slice(&self.prefix);
-        let end = write_decimal(&mut id, self.prefix.len(), n);
-        HeaderValue::from_bytes(&id[..end])
+        let mut id = Id {
+            bytes: [0; 32],
+            len: 0,
+        };
+        id.bytes[..self.prefix.len()].copy_from_slice(&self.prefix);
+        id.len = write_decimal(&mut id.bytes, self.prefix.len(), n);
+        // Owned, the id's clones (the request's header, the response's) share one allocation
+        // by a reference count; bytes copied from a slice would be copied again, into a shared
+        // buffer, on the first clone.
+        HeaderValue::from_maybe_shared(Bytes::from_owner(id))
             .unwrap_or_else(|_| HeaderValue::from_static("invalid-request-id"))
+    }
+}
+
+/// The bytes of one id.
+struct Id {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl AsRef<[u8]> for Id {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes, HttpBody};
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, HeaderValue, Request, Response};
 use hyper::body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tracing::Span;
@@ -23,10 +23,14 @@ use tracing::Span;
 /// The request's span, at debug level unless traces are exported: a span per request costs a
 /// tenth of the throughput with a JSON subscriber; `APP_LOG_LEVEL=debug` (or
 /// `RUST_LOG=buvar_axum=debug`) turns it on. The fields are only evaluated when it is on.
-pub(crate) fn request_span<B>(request: &Request<B>, request_id: &str, exporting: bool) -> Span {
+pub(crate) fn request_span<B>(
+    request: &Request<B>,
+    request_id: &HeaderValue,
+    exporting: bool,
+) -> Span {
     #[cfg(feature = "otel")]
     if exporting {
-        return crate::otel::request_span(request, request_id);
+        return crate::otel::request_span(request, request_id.to_str().unwrap_or("-"));
     }
     #[cfg(not(feature = "otel"))]
     let _ = exporting;
@@ -34,7 +38,7 @@ pub(crate) fn request_span<B>(request: &Request<B>, request_id: &str, exporting:
         "request",
         method = %request.method(),
         uri = %request.uri(),
-        request_id,
+        request_id = request_id.to_str().unwrap_or("-"),
     )
 }
 
