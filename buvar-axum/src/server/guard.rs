@@ -48,6 +48,17 @@ impl Limits {
         B: HttpBody<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
     {
         let limit = self.body;
+        // A body that cannot exceed the limit needs no counting: hyper holds a body to its
+        // `content-length` (so a declared length over the limit is not such a body), and an
+        // empty one has nothing to send. Most requests end here, without a header lookup.
+        let bounded = request
+            .body()
+            .size_hint()
+            .upper()
+            .is_some_and(|upper| upper <= limit as u64);
+        if bounded {
+            return Ok(request.map(Body::new));
+        }
         let declared = request
             .headers()
             .get(http::header::CONTENT_LENGTH)
@@ -55,19 +66,8 @@ impl Limits {
         if declared.is_some_and(|length| length > limit) {
             return Err(BodyTooLarge);
         }
-        // A body that cannot exceed the limit (hyper holds a body to its `content-length`, and
-        // an empty one has nothing to send) needs no counting.
-        let bounded = request
-            .body()
-            .size_hint()
-            .upper()
-            .is_some_and(|upper| upper <= limit as u64);
-        Ok(if bounded {
-            request.map(Body::new)
-        } else {
-            let limit = declared.map_or(limit, |length| length.min(limit));
-            request.map(|body| Body::new(http_body_util::Limited::new(body, limit)))
-        })
+        let limit = declared.map_or(limit, |length| length.min(limit));
+        Ok(request.map(|body| Body::new(http_body_util::Limited::new(body, limit))))
     }
 
     /// The request's deadline, not armed yet.
