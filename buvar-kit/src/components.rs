@@ -233,6 +233,35 @@ impl Context {
         None
     }
 
+    /// The unnamed `T`, or else the unnamed `U` of the nearest layer that has one, in one walk:
+    /// each layer's entries are loaded once for both. For a lookup with a fallback, such as
+    /// `Inject<T>` (a `T` anywhere in the stack wins over the adapters that could make one).
+    #[cfg(feature = "axum")]
+    pub(crate) fn get_or_nearest<T, U>(&self) -> Result<Arc<T>, Option<Arc<U>>>
+    where
+        T: Send + Sync + 'static,
+        U: Send + Sync + 'static,
+    {
+        let (wanted, fallback) = (TypeId::of::<T>(), TypeId::of::<U>());
+        let mut nearest: Option<Arc<U>> = None;
+        let mut layer = Some(self);
+        while let Some(context) = layer {
+            if let Some(entries) = context.entries() {
+                let unnamed = |key| entries.get(&key).and_then(|slot| slot.unnamed.as_ref());
+                if let Some(found) = unnamed(wanted).and_then(|s| s.downcast_ref::<Arc<T>>()) {
+                    return Ok(found.clone());
+                }
+                if nearest.is_none() {
+                    nearest = unnamed(fallback)
+                        .and_then(|s| s.downcast_ref::<Arc<U>>())
+                        .cloned();
+                }
+            }
+            layer = context.node.parent.as_ref();
+        }
+        Err(nearest)
+    }
+
     /// Every component of type `T` in the stack, by name (`None` for the unnamed one); a name
     /// found in a child hides the same name in its parents. Nearest layer first.
     pub fn find<T: ?Sized + Send + Sync + 'static>(&self) -> Vec<(Option<Arc<str>>, Arc<T>)> {
@@ -584,6 +613,27 @@ mod tests {
                 (Some("a".to_owned()), "child a".to_owned()),
                 (Some("b".to_owned()), "b".to_owned()),
             ]
+        );
+    }
+
+    #[test]
+    #[cfg(feature = "axum")]
+    fn a_wanted_value_anywhere_wins_over_a_nearer_fallback_and_the_nearest_fallback_is_kept() {
+        let root = Context::new();
+        let child = root.push();
+        child.add(1_u8);
+        root.add(2_u8);
+        assert!(
+            child
+                .get_or_nearest::<u16, u8>()
+                .is_err_and(|u| *u.unwrap() == 1)
+        );
+        root.add(7_u16);
+        assert_eq!(*child.get_or_nearest::<u16, u8>().unwrap(), 7);
+        assert!(
+            Context::new()
+                .get_or_nearest::<u16, u8>()
+                .is_err_and(|u| u.is_none())
         );
     }
 

@@ -181,11 +181,10 @@ impl<S: Send + Sync, T: Send + Sync + 'static> FromRequestParts<S> for Inject<T>
         // What a resolution would find first: a `T` in the context, else a made singleton
         // that is the first adapter for `T`. Both need neither the request's own context
         // (made only for a write) nor a resolver.
-        let reads = request.nearest();
-        if let Some(value) = reads.try_get::<T>() {
-            return Ok(Inject(value));
-        }
-        let adapters = reads.try_get::<Adapters>();
+        let adapters = match request.nearest().get_or_nearest::<T, Adapters>() {
+            Ok(value) => return Ok(Inject(value)),
+            Err(adapters) => adapters,
+        };
         if let Some(value) = adapters.as_ref().and_then(|a| a.ready_singleton::<T>()) {
             return Ok(Inject(value));
         }
