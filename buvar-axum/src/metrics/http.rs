@@ -2,13 +2,16 @@
 //! OpenTelemetry HTTP semantic conventions name them, recorded through the `metrics` facade.
 
 use std::cell::Cell;
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
+use axum::body::Body;
 use axum::extract::MatchedPath;
+use axum::routing::Route;
 use http::{Method, Request, Response, StatusCode};
 use metrics::{Gauge, Histogram};
 use tower::{Layer, Service};
@@ -38,10 +41,10 @@ pub(crate) fn with_route_templates(router: axum::Router) -> axum::Router {
 #[derive(Debug, Clone, Copy)]
 struct RouteSeriesLayer;
 
-impl<S> Layer<S> for RouteSeriesLayer {
-    type Service = RouteService<S>;
+impl Layer<Route> for RouteSeriesLayer {
+    type Service = RouteService;
 
-    fn layer(&self, inner: S) -> Self::Service {
+    fn layer(&self, inner: Route) -> Self::Service {
         RouteService {
             inner: Arc::new(Mutex::new(inner)),
             series: Arc::new(RouteSeries::default()),
@@ -113,12 +116,12 @@ impl RouteSeries {
 /// Shares its route rather than cloning it: axum clones the service for every request, and a
 /// route clones itself again when called, so a clone of our own would be a third.
 #[derive(Debug)]
-struct RouteService<S> {
-    inner: Arc<Mutex<S>>,
+struct RouteService {
+    inner: Arc<Mutex<Route>>,
     series: Arc<RouteSeries>,
 }
 
-impl<S> Clone for RouteService<S> {
+impl Clone for RouteService {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -127,16 +130,17 @@ impl<S> Clone for RouteService<S> {
     }
 }
 
-impl<S, B, R> Service<Request<B>> for RouteService<S>
+impl<B> Service<Request<B>> for RouteService
 where
-    S: Service<Request<B>, Response = Response<R>>,
+    Route: Service<Request<B>, Response = Response<Body>, Error = Infallible>,
 {
-    type Response = Response<R>;
-    type Error = S::Error;
-    type Future = RouteFuture<S::Future>;
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = RouteFuture<<Route as Service<Request<B>>>::Future>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.route().poll_ready(cx)
+    /// An axum `Route` is always ready: no lock taken to ask it.
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
@@ -152,8 +156,8 @@ where
     }
 }
 
-impl<S> RouteService<S> {
-    fn route(&self) -> MutexGuard<'_, S> {
+impl RouteService {
+    fn route(&self) -> MutexGuard<'_, Route> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
