@@ -97,7 +97,8 @@ pub fn group_members(pgrp: u32) -> Vec<i32> {
 pub struct Tally {
     /// Answered with 2xx.
     pub ok: usize,
-    /// Never sent: the connection was refused (nothing listens any more).
+    /// Never sent: the connection was refused, or reset while connecting (nothing listens any
+    /// more; see [`is_refused`]).
     pub refused: usize,
     /// Sent and not answered with 2xx: errors, resets, other statuses.
     pub failed: Vec<String>,
@@ -277,13 +278,18 @@ impl CountedLoad {
     }
 }
 
-/// Whether `error` is a refused connection (the request was never sent).
+/// Whether `error` is a refused connection (the request was never sent): refused, or reset
+/// while connecting. A reset answers a connection attempt that meets the last listener of a
+/// stopping service as it closes, a moment before a refusal would; a connection the kernel had
+/// already queued fails later, while the request is sent, and is not counted here.
 pub fn is_refused(error: &reqwest::Error) -> bool {
     let mut source: Option<&dyn std::error::Error> = Some(error);
     while let Some(err) = source {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return true;
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return true,
+                std::io::ErrorKind::ConnectionReset if error.is_connect() => return true,
+                _ => {}
             }
         }
         source = err.source();

@@ -175,6 +175,8 @@ impl ServeOptions {
 /// connections are refused), answers further requests on open connections with
 /// `Connection: close`, gives keep-alive clients a moment, then closes idle connections and
 /// waits up to the graceful timeout for the rest; whatever is still open then is dropped.
+/// A connection whose first request has not arrived yet is not idle: its request may be on its
+/// way, so it is served (with `Connection: close`), or closed by the header read timeout.
 /// Upgraded connections (WebSockets) whose handler holds an [`UpgradedConnection`] are waited
 /// for too, and told to close when the graceful timeout has passed.
 ///
@@ -485,10 +487,10 @@ fn serve_connection<S, B>(
         let sniffed = tokio::select! {
             biased;
             () = connections.kill.cancelled() => return,
-            // First, so that a request already sent is served even when the drain began.
+            // Not idle, unlike a keep-alive connection between requests: its client connected
+            // to send a request, which may still be on its way when the drain closes the idle
+            // ones. It is waited for up to the header read timeout (or the drain's kill).
             sniffed = timeout_at(first_request, protocol::sniff(&stream)) => sniffed,
-            // Idle so far: the drain closes it as it closes idle keep-alive connections.
-            () = connections.close_idle.cancelled() => return,
         };
         let protocol = match sniffed {
             Ok(Ok(protocol)) => protocol,
@@ -592,7 +594,12 @@ impl Watch {
             let mut awaiting_first = true;
             loop {
                 tokio::select! {
-                    () = close_idle.cancelled() => return Stop::Drain,
+                    // A connection whose first request has not come yet is not idle (see
+                    // `serve_connection`): the drain closes it once that request came, or
+                    // the header read timeout closes it.
+                    () = close_idle.cancelled(), if !awaiting_first || activity.requested() => {
+                        return Stop::Drain;
+                    }
                     () = kill.cancelled() => return Stop::Kill,
                     () = activity.abusive() => return Stop::Abusive,
                     () = first_request.as_mut(), if awaiting_first => {
