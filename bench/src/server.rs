@@ -276,8 +276,15 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let answer = std::thread::spawn(move || {
             let (mut stream, _) = listener.accept().unwrap();
+            // The whole head, not one read of it: closing with a part unread would answer the
+            // client with a reset instead of the status.
+            let mut head = Vec::new();
             let mut buf = [0_u8; 256];
-            let _ = stream.read(&mut buf).unwrap();
+            while !head.ends_with(b"\r\n\r\n") {
+                let n = stream.read(&mut buf).unwrap();
+                assert!(n > 0, "the client closed before its head ended");
+                head.extend_from_slice(&buf[..n]);
+            }
             stream
                 .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
                 .unwrap();

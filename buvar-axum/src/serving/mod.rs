@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::Service;
 
-use crate::sockets::{BoundSocket, Listener};
+use crate::sockets::{BoundSocket, Listener, is_connection_error};
 
 mod activity;
 mod h2;
@@ -175,8 +175,9 @@ impl ServeOptions {
 /// connections are refused), answers further requests on open connections with
 /// `Connection: close`, gives keep-alive clients a moment, then closes idle connections and
 /// waits up to the graceful timeout for the rest; whatever is still open then is dropped.
-/// A connection whose first request has not arrived yet is not idle: its request may be on its
-/// way, so it is served (with `Connection: close`), or closed by the header read timeout.
+/// A connection whose first bytes have not arrived yet is not idle: its request may be on its
+/// way, so the drain waits for them (up to the header read timeout), then serves it as it
+/// serves the open ones.
 /// Upgraded connections (WebSockets) whose handler holds an [`UpgradedConnection`] are waited
 /// for too, and told to close when the graceful timeout has passed.
 ///
@@ -398,13 +399,13 @@ where
         // backlog, where they cost this process nothing.
         let slot = tokio::select! {
             biased;
-            () = stop.cancelled() => return take_queued(listener, connections).await,
+            () = stop.cancelled() => return take_queued(listener, connections),
             slot = connections.slots.clone().acquire_owned() => slot,
         };
         let Ok(slot) = slot else { return };
         let (stream, _peer) = tokio::select! {
             biased;
-            () = stop.cancelled() => return take_queued(listener, connections).await,
+            () = stop.cancelled() => return take_queued(listener, connections),
             accepted = axum::serve::Listener::accept(&mut listener) => accepted,
         };
         serve_connection(stream, Some(slot), connections.clone());
@@ -414,7 +415,7 @@ where
 /// Accepts what the kernel already queued when the drain began: closing the listener would
 /// reset those connections (clients that reconnected after a `Connection: close` while another
 /// worker still held the socket). They are served like the open ones, draining.
-async fn take_queued<S, B>(mut listener: Listener, connections: Connections<S>)
+fn take_queued<S, B>(listener: Listener, connections: Connections<S>)
 where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Clone
@@ -424,13 +425,18 @@ where
     B: HttpBody<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
 {
     loop {
-        let accepted = tokio::select! {
-            biased;
-            accepted = axum::serve::Listener::accept(&mut listener) => accepted,
-            () = std::future::ready(()) => return,
+        let stream = match listener.try_accept() {
+            Ok(Some(stream)) => stream,
+            Ok(None) => return,
+            // The peer gave up before we accepted: the next one may still be queued.
+            Err(error) if is_connection_error(&error) => continue,
+            Err(error) => {
+                tracing::warn!(%error, "taking the queued connections failed; closing the listener");
+                return;
+            }
         };
         let slot = connections.slots.clone().try_acquire_owned().ok();
-        serve_connection(accepted.0, slot, connections.clone());
+        serve_connection(stream, slot, connections.clone());
     }
 }
 
@@ -594,12 +600,7 @@ impl Watch {
             let mut awaiting_first = true;
             loop {
                 tokio::select! {
-                    // A connection whose first request has not come yet is not idle (see
-                    // `serve_connection`): the drain closes it once that request came, or
-                    // the header read timeout closes it.
-                    () = close_idle.cancelled(), if !awaiting_first || activity.requested() => {
-                        return Stop::Drain;
-                    }
+                    () = close_idle.cancelled() => return Stop::Drain,
                     () = kill.cancelled() => return Stop::Kill,
                     () = activity.abusive() => return Stop::Abusive,
                     () = first_request.as_mut(), if awaiting_first => {

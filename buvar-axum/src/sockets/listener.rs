@@ -37,6 +37,27 @@ impl Listener {
         }
     }
 
+    /// A connection the kernel has queued, taken at once (`None` when there is none). Unlike
+    /// `accept`, it asks the kernel even when the runtime has not yet seen the listener become
+    /// readable (it learns that only on its next turn): a drain that took the runtime's word
+    /// would close connections already queued, and their clients would see a reset.
+    pub(crate) fn try_accept(&self) -> io::Result<Option<Stream>> {
+        let accepted = match self {
+            Listener::Tcp(listener) => socket2::SockRef::from(listener).accept(),
+            Listener::Unix(listener) => socket2::SockRef::from(listener).accept(),
+        };
+        let socket = match accepted {
+            Ok((socket, _)) => socket,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        socket.set_nonblocking(true)?;
+        Ok(Some(match self {
+            Listener::Tcp(_) => Stream::Tcp(tokio::net::TcpStream::from_std(socket.into())?),
+            Listener::Unix(_) => Stream::Unix(tokio::net::UnixStream::from_std(socket.into())?),
+        }))
+    }
+
     async fn accept_once(&mut self) -> io::Result<(Stream, PeerAddr)> {
         match self {
             Listener::Tcp(listener) => {
@@ -78,7 +99,7 @@ impl axum::serve::Listener for Listener {
     }
 }
 
-fn is_connection_error(error: &io::Error) -> bool {
+pub(crate) fn is_connection_error(error: &io::Error) -> bool {
     matches!(
         error.kind(),
         io::ErrorKind::ConnectionRefused

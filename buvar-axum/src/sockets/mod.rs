@@ -18,5 +18,6 @@ mod uri;
 
 pub use bind::{BindOptions, BoundSocket, bind};
 pub use error::SocketError;
+pub(crate) use listener::is_connection_error;
 pub use listener::{Listener, PeerAddr, Stream};
 pub use uri::{SocketUri, parse_uris};
