@@ -385,6 +385,9 @@ struct Connections<S> {
     tls: Option<crate::tls::Acceptor>,
 }
 
+/// The most connections one drain takes from a listener's queue (see [`take_queued`]).
+const MAX_QUEUED: usize = 65_535;
+
 async fn accept<S, B>(mut listener: Listener, connections: Connections<S>, stop: CancellationToken)
 where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
@@ -424,7 +427,10 @@ where
     S::Future: Send + 'static,
     B: HttpBody<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
 {
-    loop {
+    // The kernel queues at most the listen backlog (capped by `net.core.somaxconn`), so a
+    // sweep longer than this takes connections that arrived after it began: a client flooding
+    // a stopping worker with connects would otherwise keep it here, with nothing else running.
+    for _ in 0..MAX_QUEUED {
         let stream = match listener.try_accept() {
             Ok(Some(stream)) => stream,
             Ok(None) => return,

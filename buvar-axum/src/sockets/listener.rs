@@ -183,3 +183,30 @@ impl AsyncWrite for Stream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn try_accept_takes_a_queued_connection_the_runtime_has_not_seen_yet() {
+        let socket = Socket::new(Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        socket.listen(8).unwrap();
+        let listener = Listener::from_socket(socket).unwrap();
+        assert!(
+            listener.try_accept().unwrap().is_none(),
+            "nothing queued yet"
+        );
+        let Listener::Tcp(tcp) = &listener else {
+            unreachable!("a TCP listener")
+        };
+        // Connected without an await between: the runtime's reactor has had no turn to learn
+        // that the listener became readable.
+        let _client = std::net::TcpStream::connect(tcp.local_addr().unwrap()).unwrap();
+        assert!(matches!(listener.try_accept(), Ok(Some(Stream::Tcp(_)))));
+        assert!(listener.try_accept().unwrap().is_none(), "taken once");
+    }
+}
