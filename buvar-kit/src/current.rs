@@ -5,7 +5,8 @@
 //! it for the handler (the request's own child context, made when first needed); [`Jobs`](crate::Jobs) and
 //! [`spawn`] carry it into what they spawn. It lives in a tokio task-local value, as
 //! `tracing::Span::current()` does, so a plain `tokio::spawn` starts without it: a new tokio
-//! task inherits nothing from the one that spawned it.
+//! task inherits nothing from the one that spawned it. For synchronous code on another thread
+//! (`spawn_blocking`), see [`Context::in_scope`].
 //!
 //! Explicit passing keeps working everywhere and is what a library should do: its caller then
 //! sees what it depends on. Application code (handlers, tasks and the helpers they call) may
@@ -141,6 +142,28 @@ impl Context {
     /// Runs `future` with this context as the current one (see [`Context::current`]).
     pub fn scope<F: Future>(self, future: F) -> WithContext<F> {
         CurrentContext(LazyChild::made(self)).scope(future)
+    }
+
+    /// Runs `run` with this context as the current one: for synchronous code that runs
+    /// apart from the task that has one, such as a closure given to `spawn_blocking`.
+    ///
+    /// ```
+    /// use buvar_kit::Context;
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let ctx = Context::new();
+    /// ctx.add(String::from("carried"));
+    /// let found = tokio::task::spawn_blocking(move || {
+    ///     ctx.in_scope(|| buvar_kit::get::<String>().map(|s| s.len()))
+    /// })
+    /// .await
+    /// .unwrap()?;
+    /// assert_eq!(found, 7);
+    /// assert!(Context::try_current().is_none(), "only inside the closure");
+    /// # Ok::<(), buvar_kit::ComponentError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn in_scope<R>(&self, run: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(CurrentContext(LazyChild::made(self.clone())), run)
     }
 }
 

@@ -66,6 +66,43 @@ async fn a_helper_three_calls_deep_in_a_task_reads_the_plugin_and_the_task_conte
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn blocking_code_run_in_scope_reads_its_tasks_context_and_a_panic_leaves_the_scope() {
+    async fn app(cx: Prepare) -> Result<(), BoxError> {
+        cx.context().add(FromPlugin("plugin"));
+        cx.task("blocking", |_: Context| async move {
+            Context::current()?.add(FromTask("task".into()));
+            let context = Context::current()?;
+            let read = tokio::task::spawn_blocking(move || {
+                let outside = buvar_kit::get::<FromTask>().is_err();
+                let inside = context.in_scope(level_three);
+                // A panic inside unwinds out of the scope: the thread has no context after it.
+                let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    context.in_scope(|| panic!("in the blocking helper"))
+                }))
+                .is_err();
+                (outside, inside, panicked, Context::try_current().is_none())
+            })
+            .await?;
+            buvar_kit::get::<Cancel>()?.cancel();
+            let (outside, inside, panicked, left) = read;
+            Ok::<_, BoxError>((outside, inside?, panicked, left))
+        });
+        Ok(())
+    }
+    let report = Stage::new()
+        .load(Plugin::new("app", app))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(
+        report.tasks()[0].value::<(bool, (String, String), bool, bool)>(),
+        Some(&(true, ("plugin".to_owned(), "task".to_owned()), true, true)),
+        "{:?}",
+        report.tasks()[0]
+    );
+}
+
 #[tokio::test]
 async fn concurrent_tasks_each_see_their_own_writes_only() {
     async fn app(cx: Prepare) -> Result<(), BoxError> {
