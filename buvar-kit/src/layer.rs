@@ -73,8 +73,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let context = RequestContext::new(self.context.clone());
-        request.extensions_mut().insert(context.clone());
+        let context = RequestContext::attach(&self.context, &mut request);
         context.scope(self.inner.call(request))
     }
 }
@@ -113,6 +112,27 @@ impl RequestContext {
         }
     }
 
+    /// A request context whose layer will be a child of `parent`, stored in `request`'s
+    /// extensions, where the extractors look for it, as [`ContextLayer`] does; for a layer of
+    /// one's own, which then runs the handler in its [`scope`](Self::scope).
+    ///
+    /// ```
+    /// use buvar_kit::{Context, RequestContext};
+    ///
+    /// let plugins = Context::new();
+    /// let mut request = http::Request::new(());
+    /// let context = RequestContext::attach(&plugins, &mut request);
+    /// context.context().add(3_u8);
+    /// let stored = request.extensions().get::<RequestContext>().unwrap();
+    /// assert_eq!(*stored.nearest().get::<u8>()?, 3);
+    /// # Ok::<(), buvar_kit::ComponentError>(())
+    /// ```
+    pub fn attach<B>(parent: &Context, request: &mut Request<B>) -> Self {
+        let context = Self::new(parent.clone());
+        request.extensions_mut().insert(context.clone());
+        context
+    }
+
     /// The request's own context, made now if it does not exist yet: where the request's
     /// writes go.
     pub fn context(&self) -> &Context {
@@ -129,8 +149,7 @@ impl RequestContext {
 
     /// Runs `future` with this request's context as the [current](Context::current) one, as
     /// [`ContextLayer`] runs the handler: for a layer of one's own that does the same work in
-    /// its own future (the request context goes into the request's extensions too, where the
-    /// extractors look for it).
+    /// its own future (after [`attach`](Self::attach)).
     ///
     /// ```
     /// use buvar_kit::{Context, RequestContext};

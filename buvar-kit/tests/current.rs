@@ -1,6 +1,7 @@
 //! The current context: read from helpers deep inside stage tasks, handlers and jobs, never from
 //! outside of them.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
@@ -10,6 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use buvar_kit::extract::Component;
+use buvar_kit::plugin::StageReport;
 use buvar_kit::{
     BoxError, Cancel, Context, ContextLayer, Jobs, Plugin, Prepare, RequestContext, Stage,
 };
@@ -39,6 +41,18 @@ async fn level_one() -> Result<(String, String), BoxError> {
     level_two()
 }
 
+/// Runs `app` as the stage's only plugin, until its tasks end.
+async fn run_alone<Fut>(app: fn(Prepare) -> Fut) -> StageReport
+where
+    Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+{
+    Stage::new()
+        .load(Plugin::new("app", app))
+        .run()
+        .await
+        .expect("the stage runs")
+}
+
 #[tokio::test]
 async fn a_helper_three_calls_deep_in_a_task_reads_the_plugin_and_the_task_context() {
     async fn app(cx: Prepare) -> Result<(), BoxError> {
@@ -53,11 +67,7 @@ async fn a_helper_three_calls_deep_in_a_task_reads_the_plugin_and_the_task_conte
         });
         Ok(())
     }
-    let report = Stage::new()
-        .load(Plugin::new("app", app))
-        .run()
-        .await
-        .unwrap();
+    let report = run_alone(app).await;
     assert_eq!(
         report.tasks()[0].value::<(String, String)>(),
         Some(&("plugin".to_owned(), "task".to_owned())),
@@ -90,11 +100,7 @@ async fn blocking_code_run_in_scope_reads_its_tasks_context_and_a_panic_leaves_t
         });
         Ok(())
     }
-    let report = Stage::new()
-        .load(Plugin::new("app", app))
-        .run()
-        .await
-        .unwrap();
+    let report = run_alone(app).await;
     assert_eq!(
         report.tasks()[0].value::<(bool, (String, String), bool, bool)>(),
         Some(&(true, ("plugin".to_owned(), "task".to_owned()), true, true)),
@@ -119,11 +125,7 @@ async fn concurrent_tasks_each_see_their_own_writes_only() {
         }
         Ok(())
     }
-    let report = Stage::new()
-        .load(Plugin::new("app", app))
-        .run()
-        .await
-        .unwrap();
+    let report = run_alone(app).await;
     let seen: Vec<Option<&String>> = report.tasks().iter().map(|t| t.value::<String>()).collect();
     assert_eq!(seen, [Some(&"one".to_owned()), Some(&"two".to_owned())]);
 }

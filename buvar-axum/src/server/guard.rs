@@ -21,9 +21,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
+use axum::response::IntoResponse;
 use buvar_kit::BoxError;
-use http::header::CONTENT_TYPE;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use tokio::time::Sleep;
 
 /// `[http] body_limit` and `[http] request_timeout`.
@@ -86,7 +86,7 @@ pub(crate) struct BodyTooLarge;
 impl BodyTooLarge {
     /// What tower-http's body limit answers: `413` and `length limit exceeded`.
     pub(crate) fn answer(self) -> Response<Body> {
-        plain(StatusCode::PAYLOAD_TOO_LARGE, "length limit exceeded")
+        (StatusCode::PAYLOAD_TOO_LARGE, "length limit exceeded").into_response()
     }
 }
 
@@ -115,12 +115,8 @@ impl Deadline {
 
 /// What a handler slower than the timeout answers: `408` with no body.
 pub(crate) fn timed_out() -> Response<Body> {
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::REQUEST_TIMEOUT;
-    response
+    StatusCode::REQUEST_TIMEOUT.into_response()
 }
-
-const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
 /// What tower-http's catch-panic answers and logs: `500` and `Service panicked`.
 pub(crate) fn panicked(panic: &(dyn Any + Send)) -> Response<Body> {
@@ -131,12 +127,5 @@ pub(crate) fn panicked(panic: &(dyn Any + Send)) -> Response<Body> {
     } else {
         tracing::error!("Service panicked but `CatchPanic` was unable to downcast the panic info");
     }
-    plain(StatusCode::INTERNAL_SERVER_ERROR, "Service panicked")
-}
-
-fn plain(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, TEXT_PLAIN);
-    response
+    (StatusCode::INTERNAL_SERVER_ERROR, "Service panicked").into_response()
 }

@@ -111,8 +111,7 @@ where
         let state = match shared.limits.admit(request) {
             Err(refused) => State::answered(refused.answer()),
             Ok(mut request) => {
-                let context = RequestContext::new(shared.context.clone());
-                request.extensions_mut().insert(context.clone());
+                let context = RequestContext::attach(&shared.context, &mut request);
                 match catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
                     Ok(inner) => State::Running {
                         inner: context.scope(inner),
