@@ -66,7 +66,9 @@ pub struct HttpConfig {
     #[serde(with = "buvar_kit::config::duration")]
     pub graceful_timeout: Duration,
     /// How long a drain lets idle keep-alive clients send one more request before closing their
-    /// connections (at most `graceful_timeout`); 0 closes them at once.
+    /// connections (at most `graceful_timeout`); 0 closes them at once. A pre-forked worker
+    /// also keeps accepting, for at most this long, until its supervisor has let go of the
+    /// listening sockets.
     #[serde(with = "buvar_kit::config::duration")]
     pub keep_alive_grace: Duration,
     /// How long, from 0 to an hour, between SIGTERM and the drain: `/readyz` answers 503 at once

@@ -94,3 +94,33 @@ async fn killing_the_supervisor_drains_every_worker_under_load() {
         Some(9)
     );
 }
+
+/// A supervisor slower than its workers to act on the group's SIGTERM (here: stopped) still
+/// holds its copies of the listening sockets. Workers that stopped accepting at once would leave
+/// the clients' new connections to queue there, with their requests, to be reset when the
+/// supervisor closes the sockets. They accept until it releases them instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_sigterm_that_reaches_the_workers_before_the_supervisor_resets_no_request() {
+    const PATIENT: &str = "[http]\nport = 0\nforks = 2\ngraceful_timeout = 20\n\
+                           keep_alive_grace = 20\n[log]\nlevel = \"info\"\n";
+    let mut service = Service::start(PATIENT, &[], 2);
+    let load = CountedLoad::start(&format!("http://{}/pid", service.addr), 16);
+    load.wait_ok(200).await;
+
+    kill(service.pid(), Signal::SIGSTOP).unwrap();
+    killpg(service.pid(), Signal::SIGTERM).unwrap();
+    service.wait_lines("draining", 2);
+    // Draining, every answer closes its connection, so the clients keep connecting anew: the
+    // workers accept them while the supervisor holds the sockets.
+    let answered = load.ok();
+    load.wait_ok(answered + 200).await;
+
+    kill(service.pid(), Signal::SIGCONT).unwrap();
+    let tally = load.finish(Duration::from_secs(30)).await;
+    assert!(tally.failed.is_empty(), "failed: {:?}", tally.failed);
+    assert!(tally.ok > answered + 200, "{} answered", tally.ok);
+    let status = service.wait_exit();
+    let stdout = service.stdout.join("\n");
+    assert_eq!(status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("supervisor stopped cleanly"), "{stdout}");
+}

@@ -208,9 +208,10 @@ fn fifty_sighups_leave_one_thread_and_the_same_open_files() {
             .unwrap()
             .count()
     };
-    // At rest the supervisor holds one status pipe per live worker (shared with that worker
-    // only), and every other pipe (stdout, stderr, the parent watch, inherited ones) is shared
-    // with every worker: a pipe of a gone worker would be shared with none.
+    // At rest the supervisor holds two pipes per live worker, shared with that worker only
+    // (its status pipe and its release pipe), and every other pipe (stdout, stderr, the parent
+    // watch, inherited ones) is shared with every worker: a pipe of a gone worker would be
+    // shared with none.
     let at_rest = || {
         let workers = buvar_tests::prefork::workers_of(pid);
         let held: Vec<usize> = buvar_tests::prefork::pipes(pid.as_raw())
@@ -224,7 +225,7 @@ fn fifty_sighups_leave_one_thread_and_the_same_open_files() {
             .collect();
         workers.len() == 2
             && held.iter().all(|n| *n == 1 || *n == workers.len())
-            && held.iter().filter(|n| **n == 1).count() == workers.len()
+            && held.iter().filter(|n| **n == 1).count() == 2 * workers.len()
     };
     assert!(eventually(Duration::from_secs(5), at_rest), "never at rest");
     let baseline = fds();

@@ -89,6 +89,11 @@ pub(super) enum Action {
     CloseSockets,
     /// Close them, leaving unix socket files to the new program that took them over.
     HandOverSockets,
+    /// Close the worker's release pipe: its end of file tells a worker asked to stop that no
+    /// connection can queue on a listening socket that only the supervisor still holds (the
+    /// supervisor closed its copies first, or keeps serving them through other workers), so its
+    /// drain may stop accepting.
+    Release(Pid),
     /// Read the configuration again and check it in a child; answer with
     /// [`Event::CheckStarted`].
     CheckConfig,
@@ -198,6 +203,19 @@ struct Child {
     generation: u64,
     ready_since: Option<Instant>,
     state: ChildState,
+}
+
+impl Child {
+    /// Asks the worker to stop with `signal` (it drains), to be killed at `deadline`, and
+    /// releases it. Callers that close the supervisor's sockets push that first: a worker that
+    /// stopped accepting before it would leave connections to queue on a socket nobody
+    /// accepts on, reset when it closes (a stop signal sent to the whole group reaches the
+    /// workers as early as the supervisor).
+    fn ask_to_stop(&mut self, signal: Signal, deadline: Instant, actions: &mut Vec<Action>) {
+        self.state = ChildState::Stopping { deadline };
+        actions.push(Action::Signal(self.pid, signal));
+        actions.push(Action::Release(self.pid));
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -477,8 +495,7 @@ impl Policy {
             if let Some(old) = self.child(step.old) {
                 if !old.state.asked_to_stop() && !matches!(old.state, ChildState::Killed { .. }) {
                     tracing::info!(index = old.slot, worker_pid = %old.pid, "stopping the replaced worker");
-                    old.state = ChildState::Stopping { deadline };
-                    actions.push(Action::Signal(old.pid, Signal::SIGTERM));
+                    old.ask_to_stop(Signal::SIGTERM, deadline, actions);
                 }
             }
         }
@@ -716,8 +733,7 @@ impl Policy {
         let deadline = now + self.kill_after();
         for child in &mut self.children {
             if child.slot == index && !child.state.asked_to_stop() {
-                child.state = ChildState::Stopping { deadline };
-                actions.push(Action::Signal(child.pid, Signal::SIGTERM));
+                child.ask_to_stop(Signal::SIGTERM, deadline, actions);
             }
         }
     }
@@ -757,8 +773,7 @@ impl Policy {
         let deadline = delay_until.unwrap_or(now) + self.kill_after();
         for child in &mut self.children {
             if !child.state.asked_to_stop() && !matches!(child.state, ChildState::Killed { .. }) {
-                child.state = ChildState::Stopping { deadline };
-                actions.push(Action::Signal(child.pid, signal));
+                child.ask_to_stop(signal, deadline, actions);
             }
         }
     }
@@ -1271,6 +1286,49 @@ mod tests {
         let actions = sim.event(Event::Signal(Signal::SIGTTOU));
         assert!(signals(&actions, Signal::SIGTERM).is_empty());
         assert_eq!(sim.policy.slots(), 1);
+    }
+
+    /// Where in `actions` the worker `pid` is signalled and released.
+    fn signalled_then_released(actions: &[Action], pid: Pid) -> (usize, usize) {
+        let at = |wanted: &dyn Fn(&Action) -> bool| {
+            actions
+                .iter()
+                .position(wanted)
+                .unwrap_or_else(|| panic!("{pid} not signalled and released: {actions:?}"))
+        };
+        let signalled = at(&|action| matches!(action, Action::Signal(p, _) if *p == pid));
+        let released = at(&|action| *action == Action::Release(pid));
+        assert!(signalled < released, "{actions:?}");
+        (signalled, released)
+    }
+
+    #[test]
+    fn a_worker_asked_to_stop_is_released_after_the_signal_and_after_our_sockets_close() {
+        // The service stops: our sockets close before any worker is signalled and released.
+        let (mut sim, pids) = Sim::ready(2, timing());
+        let actions = sim.event(Event::Signal(Signal::SIGTERM));
+        let closed = actions.iter().position(|a| *a == Action::CloseSockets);
+        for pid in &pids {
+            let (signalled, _) = signalled_then_released(&actions, *pid);
+            assert!(
+                closed.is_some_and(|closed| closed < signalled),
+                "{actions:?}"
+            );
+        }
+        // An upgrade's hand-over, likewise.
+        let (mut sim, pids) = Sim::ready(1, timing());
+        sim.event(Event::Signal(Signal::SIGUSR2));
+        sim.event(Event::UpgradeStarted(Ok(NEW_PROGRAM)));
+        let actions = sim.event(Event::UpgradeReady);
+        let (signalled, _) = signalled_then_released(&actions, pids[0]);
+        assert_eq!(actions[0], Action::HandOverSockets);
+        assert!(signalled > 0);
+        // A worker removed while the service serves on is released at once: our sockets stay
+        // open and served.
+        let (mut sim, pids) = Sim::ready(2, timing());
+        let actions = sim.event(Event::Signal(Signal::SIGTTOU));
+        signalled_then_released(&actions, pids[1]);
+        assert!(!actions.contains(&Action::CloseSockets));
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub(super) struct Supervisor {
     policy: Policy,
     /// Each worker's status pipe, read until end of file.
     pipes: Vec<(Pid, OwnedFd)>,
+    /// The write end of each worker's release pipe, closed by [`Action::Release`].
+    releases: Vec<(Pid, OwnedFd)>,
     notifier: Notifier,
     reload: Option<Box<dyn Reload>>,
     /// What SIGUSR2 runs again, or why it cannot.
@@ -83,6 +85,7 @@ impl Supervisor {
             pid: getpid(),
             policy: Policy::new(timing, workers, hangup),
             pipes: Vec::new(),
+            releases: Vec::new(),
             notifier: Notifier::from_env(),
             reload,
             program: Program::current(),
@@ -123,6 +126,7 @@ impl Supervisor {
             }
             for (pid, exit) in reap()? {
                 self.pipes.retain(|(child, _)| *child != pid);
+                self.releases.retain(|(child, _)| *child != pid);
                 if let Some(fate) = self.policy.fate(pid) {
                     // What the worker counted joins the metrics' retired totals (memory only).
                     crate::metrics::worker_reaped(pid.as_raw(), exit_cause(exit, fate));
@@ -181,6 +185,7 @@ impl Supervisor {
                     }
                 }
                 Action::CloseSockets => self.sockets.clear(),
+                Action::Release(pid) => self.releases.retain(|(child, _)| *child != pid),
                 Action::HandOverSockets => {
                     for socket in &mut self.sockets {
                         socket.disown_file();
@@ -344,18 +349,23 @@ impl Supervisor {
         super::ensure_single_threaded()?;
         let (ready_read, ready_write) =
             pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(ForkError::sys("create a pipe"))?;
+        let (release_read, release_write) =
+            pipe2(OFlag::O_CLOEXEC).map_err(ForkError::sys("create a pipe"))?;
         // SAFETY: this process has a single thread (checked above), so no lock is held
         // by a thread that would not exist in the child.
         match unsafe { fork() }.map_err(ForkError::sys("fork"))? {
             ForkResult::Parent { child } => {
                 drop(ready_write);
+                drop(release_read);
                 tracing::info!(index = slot, worker_pid = %child, "worker started");
                 self.pipes.push((child, ready_read));
+                self.releases.push((child, release_write));
                 Ok(child)
             }
             ForkResult::Child => {
                 drop(ready_read);
-                let code = match self.become_worker(slot, ready_write) {
+                drop(release_write);
+                let code = match self.become_worker(slot, ready_write, release_read) {
                     Ok(worker) => run_worker(work, worker),
                     Err(error) => {
                         tracing::error!(index = slot, %error, "worker setup failed");
@@ -368,11 +378,18 @@ impl Supervisor {
     }
 
     /// Runs in the child right after fork: drop what belongs to the parent, die with it.
-    fn become_worker(&mut self, slot: usize, ready: OwnedFd) -> Result<Worker, ForkError> {
+    fn become_worker(
+        &mut self,
+        slot: usize,
+        ready: OwnedFd,
+        release: OwnedFd,
+    ) -> Result<Worker, ForkError> {
         if let Some(signals) = self.signals.take() {
             signals.close_in_worker();
         }
         self.pipes.clear();
+        // The siblings' write ends: held here, their release would never come.
+        self.releases.clear();
         self.upgrade_pipe = None;
         self.handoff = None;
         let parent_watch = self.parent_watch.take().map(|(read, _write)| read);
@@ -402,6 +419,7 @@ impl Supervisor {
             Some(ready),
             parent_watch,
         )
+        .with_release(release)
         .with_heartbeat(beat))
     }
 }

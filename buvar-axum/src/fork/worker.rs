@@ -3,6 +3,7 @@
 use std::{
     io,
     os::fd::OwnedFd,
+    pin::Pin,
     sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
@@ -42,6 +43,8 @@ pub struct Worker {
     notified: AtomicBool,
     replacement_requested: AtomicBool,
     parent: Option<OwnedFd>,
+    /// End of file once the supervisor released this worker (see [`Supervised::released`](crate::server::Supervised::released)).
+    release: Option<OwnedFd>,
     heartbeat: Option<Duration>,
 }
 
@@ -76,8 +79,15 @@ impl Worker {
             notified: AtomicBool::new(false),
             replacement_requested: AtomicBool::new(false),
             parent,
+            release: None,
             heartbeat: None,
         }
+    }
+
+    /// Watches `release` for the supervisor's [`Supervised::released`](crate::server::Supervised::released).
+    pub(super) fn with_release(mut self, release: OwnedFd) -> Self {
+        self.release = Some(release);
+        self
     }
 
     /// Ticks the heartbeat this often once [`watch_shutdown`](Self::watch_shutdown) runs.
@@ -315,6 +325,23 @@ impl crate::server::Supervised for Worker {
     fn replace(&self) {
         if let Err(err) = self.request_replacement() {
             tracing::error!(error = %err, "cannot ask the supervisor for a replacement");
+        }
+    }
+
+    fn released(&self) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        let Some(fd) = &self.release else {
+            return Box::pin(std::future::ready(()));
+        };
+        match fd.try_clone().and_then(pipe::Receiver::from_owned_fd) {
+            // The supervisor holds the only write end, and writes nothing: readable means end
+            // of file (released, or the supervisor is gone).
+            Ok(release) => Box::pin(async move {
+                let _ = release.readable().await;
+            }),
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch for the supervisor's release; draining at once");
+                Box::pin(std::future::ready(()))
+            }
         }
     }
 }

@@ -234,6 +234,7 @@ async fn serve(context: Context, socket: BoundSocket, endpoint: Router) -> Resul
     )?;
     tracing::info!(%addr, "serving metrics");
     cancel.cancelled().await;
-    serving.drain().await;
+    // Inherited from the supervisor, the socket is held there too.
+    serving.drain_after(crate::server::released(&context)).await;
     Ok(())
 }

@@ -27,6 +27,7 @@ pub use routes::PrepareExt;
 pub(crate) use routes::merge as merge_routes;
 pub use stack::router;
 pub use supervised::Supervised;
+pub(crate) use supervised::released;
 
 use crate::HttpConfig;
 use crate::serving::Serving;
@@ -165,7 +166,7 @@ async fn serve(
     }
     cancel.cancelled().await;
     tracing::info!("draining");
-    serving.drain().await;
+    serving.drain_after(supervised::released(&context)).await;
     Ok(())
 }
 

@@ -313,13 +313,22 @@ impl Serving {
 
     /// Stops accepting and drains; returns whether every connection ended within the graceful
     /// timeout (the rest were dropped).
-    pub async fn drain(mut self) -> bool {
+    pub async fn drain(self) -> bool {
+        self.drain_after(std::future::ready(())).await
+    }
+
+    /// Drains as [`drain`](Self::drain) does, but accepts until `released` resolves (at most
+    /// the keep-alive grace): for listening sockets another process also holds, such as a
+    /// pre-fork supervisor, whose close resets what queued on a socket nobody accepts on any
+    /// more. Every response meanwhile says `Connection: close`.
+    pub async fn drain_after(mut self, released: impl Future<Output = ()>) -> bool {
         let deadline = Instant::now() + self.graceful_timeout;
+        let grace = Instant::now() + self.keep_alive_grace.min(self.graceful_timeout);
         self.tally.draining.store(true, Ordering::Relaxed);
+        let _ = timeout_at(grace, released).await;
         self.stop.cancel();
         while self.accepting.join_next().await.is_some() {}
         self.connections.close();
-        let grace = Instant::now() + self.keep_alive_grace.min(self.graceful_timeout);
         let _ = timeout_at(grace, self.connections.wait()).await;
         self.close_idle.cancel();
         if timeout_at(deadline, self.connections.wait()).await.is_ok() {
