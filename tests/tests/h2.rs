@@ -206,7 +206,7 @@ async fn a_preface_sent_one_byte_at_a_time_is_still_served_as_h2c() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rapid_reset_flood_is_cut_off_while_other_clients_are_served() {
-    let service = Service::start(&config(""), &[], 2);
+    let mut service = Service::start(&config(""), &[], 2);
     let workers = service.workers();
     let addr = service.addr.clone();
     let before = workers_rss_kib(&service);
@@ -245,18 +245,27 @@ async fn a_rapid_reset_flood_is_cut_off_while_other_clients_are_served() {
         .collect();
     let slowest = probe(&addr).await;
     let mut most_resets = 0;
+    let mut closed_between_streams = 0;
     for attack in attacks {
         let (resets, ended) = attack.await.unwrap();
         most_resets = most_resets.max(resets);
         assert!(resets < 100_000, "the server took {resets} resets");
         // Closed either by hyper's bound on streams reset before they were accepted (GOAWAY
-        // ENHANCE_YOUR_CALM) or by the bound on cancelled streams (the socket closes).
-        let err = ended.expect_err("the connection ends with an error");
-        assert!(
-            err.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM) || err.is_io(),
-            "{err:?} after {resets} resets"
-        );
+        // ENHANCE_YOUR_CALM) or by the bound on cancelled streams (the socket closes: an error,
+        // or a clean end when no stream of the client was open at that moment).
+        match ended {
+            Ok(()) => closed_between_streams += 1,
+            Err(err) => assert!(
+                err.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM) || err.is_io(),
+                "{err:?} after {resets} resets"
+            ),
+        }
     }
+    // A clean end is the server's cut too, not a drain: the service says why it closed each.
+    service.wait_lines(
+        "cancels more streams than it lets finish",
+        closed_between_streams,
+    );
     let after = workers_rss_kib(&service);
     eprintln!(
         "rapid reset: at most {most_resets} resets per connection; slowest probe {slowest:?}; \
@@ -383,7 +392,7 @@ fn connections_that_send_nothing_are_closed_after_the_header_read_timeout() {
 
 #[tokio::test]
 async fn a_drain_sends_goaway_and_lets_open_streams_finish() {
-    let service = Service::start(&config("request_timeout = 10"), &[], 2);
+    let mut service = Service::start(&config("request_timeout = 10"), &[], 2);
     let addr = service.addr.clone();
     let (client, connection) = h2_connect(&addr).await;
     let mut client = client.ready().await.unwrap();
@@ -406,7 +415,8 @@ async fn a_drain_sends_goaway_and_lets_open_streams_finish() {
     // GOAWAY with NO_ERROR ends the connection cleanly.
     assert!(ended.is_ok(), "{ended:?}");
     assert!(started.elapsed() < WITHIN);
-    let (status, _, _) = service.stop();
+    // Stopping already: a second SIGTERM could meet it exiting, after its handlers are gone.
+    let status = service.wait_exit();
     assert!(status.success(), "{status}");
 }
 
