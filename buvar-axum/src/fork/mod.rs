@@ -13,6 +13,12 @@
 //!   process group reaches a worker directly and again from the supervisor, and a dying
 //!   supervisor sends the parent-death signal and closes the parent pipe; a worker drains once
 //!   and absorbs the duplicates (see [`ShutdownWatch::wait`]);
+//! - releases each worker it asks to stop right after the signal (when the service stops,
+//!   after closing its own copies of the sockets): a draining worker keeps accepting until then
+//!   (at most the keep-alive grace): a signal sent to the whole group can reach a worker
+//!   before the supervisor, and a worker that stopped accepting then would leave connections
+//!   to queue on a socket only the supervisor still holds, reset when it closes it (see
+//!   [`crate::Supervised::released`]);
 //! - with a shutdown delay ([`Prefork::shutdown_delay`]), lets the workers serve on after
 //!   SIGTERM (they fail readiness) and kills only after delay plus graceful timeout; a second
 //!   SIGTERM or SIGINT meanwhile tells them to skip the rest of the delay;
