@@ -110,8 +110,7 @@ async fn a_group_sigterm_that_reaches_the_workers_before_the_supervisor_resets_n
     kill(service.pid(), Signal::SIGSTOP).unwrap();
     killpg(service.pid(), Signal::SIGTERM).unwrap();
     service.wait_lines("draining", 2);
-    // Draining, every answer closes its connection, so the clients keep connecting anew: the
-    // workers accept them while the supervisor holds the sockets.
+    // Not released, the workers serve on while the supervisor holds the sockets.
     let answered = load.ok();
     load.wait_ok(answered + 200).await;
 

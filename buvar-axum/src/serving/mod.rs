@@ -317,17 +317,20 @@ impl Serving {
         self.drain_after(std::future::ready(())).await
     }
 
-    /// Drains as [`drain`](Self::drain) does, but accepts until `released` resolves (at most
-    /// the keep-alive grace): for listening sockets another process also holds, such as a
-    /// pre-fork supervisor, whose close resets what queued on a socket nobody accepts on any
-    /// more. Every response meanwhile says `Connection: close`.
+    /// Drains as [`drain`](Self::drain) does, but serves on as before until `released`
+    /// resolves (at most the keep-alive grace): for listening sockets another process also
+    /// holds, such as a pre-fork supervisor, whose close resets what queued on a socket nobody
+    /// accepts on any more.
     pub async fn drain_after(mut self, released: impl Future<Output = ()>) -> bool {
         let deadline = Instant::now() + self.graceful_timeout;
         let grace = Instant::now() + self.keep_alive_grace.min(self.graceful_timeout);
-        self.tally.draining.store(true, Ordering::Relaxed);
         let _ = timeout_at(grace, released).await;
         self.stop.cancel();
         while self.accepting.join_next().await.is_some() {}
+        // Only now `Connection: close`: the clients it sends to connect anew would meet the
+        // last listeners closing (a handshake under way then is reset), where now they find
+        // the sockets gone (refused, never sent) or another process still serving them.
+        self.tally.draining.store(true, Ordering::Relaxed);
         self.connections.close();
         let _ = timeout_at(grace, self.connections.wait()).await;
         self.close_idle.cancel();
