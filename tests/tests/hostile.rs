@@ -46,11 +46,9 @@ fn assert_workers_unchanged(service: &Service, before: &[i32]) {
     assert_eq!(service.workers(), before, "a worker died or was replaced");
 }
 
-#[tokio::test]
-async fn a_client_trickling_its_headers_byte_by_byte_is_cut_off_at_the_timeout() {
-    let service = Service::start(&config(""), &[], 2);
-    let workers = service.workers();
-    let mut stream = TcpStream::connect(&service.addr).await.unwrap();
+/// Sends a request head a byte every 50 ms until the server closes the connection; returns how
+/// long that took and what the server sent meanwhile. Panics if the whole head went through.
+async fn trickle_until_cut(stream: &mut TcpStream) -> (Duration, String) {
     let (mut read, mut write) = stream.split();
     let head = format!(
         "GET /pid HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n",
@@ -74,12 +72,89 @@ async fn a_client_trickling_its_headers_byte_by_byte_is_cut_off_at_the_timeout()
         () = trickle => panic!("the whole head went through without being cut off"),
         () = closed => {}
     }
-    let elapsed = started.elapsed();
+    (
+        started.elapsed(),
+        String::from_utf8_lossy(&got).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_client_trickling_its_headers_byte_by_byte_is_cut_off_at_the_timeout() {
+    let service = Service::start(&config(""), &[], 2);
+    let workers = service.workers();
+    let mut stream = TcpStream::connect(&service.addr).await.unwrap();
+    let (elapsed, answer) = trickle_until_cut(&mut stream).await;
     assert!(
         elapsed < Duration::from_secs(4),
         "cut off only after {elapsed:?}"
     );
-    let answer = String::from_utf8_lossy(&got);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    assert_workers_unchanged(&service, &workers);
+}
+
+/// Reads one whole response with a `content-length` body; panics after `within`.
+async fn read_response(stream: &mut TcpStream, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length: "))
+                .map_or(0, |n| n.parse::<usize>().expect("a content-length"));
+            if body.len() >= length {
+                return text;
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let n = tokio::time::timeout(left, stream.read(&mut buf))
+            .await
+            .expect("a response in time")
+            .expect("read");
+        assert!(n > 0, "closed before a whole response: {text:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_outlives_a_request_longer_than_the_header_timeout_and_its_next_trickled_head_is_cut()
+ {
+    let service = Service::start(
+        "[http]\nport = 0\nforks = 1\nheader_read_timeout = 1\nrequest_timeout = 10\n",
+        &[],
+        1,
+    );
+    let workers = service.workers();
+    let mut stream = TcpStream::connect(&service.addr).await.unwrap();
+    // The connection's header timer was armed for this head and is due during the handler.
+    stream
+        .write_all(b"GET /slow?ms=2500 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let slow = read_response(&mut stream, Duration::from_secs(8)).await;
+    assert!(
+        slow.starts_with("HTTP/1.1 200") && slow.ends_with("slow done"),
+        "{slow}"
+    );
+    for _ in 0..3 {
+        stream
+            .write_all(b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let next = read_response(&mut stream, Duration::from_secs(3)).await;
+        assert!(next.starts_with("HTTP/1.1 200"), "{next}");
+    }
+    let (elapsed, answer) = trickle_until_cut(&mut stream).await;
+    // Neither at a deadline left over from an earlier head, nor late.
+    assert!(
+        (Duration::from_millis(500)..Duration::from_secs(4)).contains(&elapsed),
+        "cut off after {elapsed:?}, where the header read timeout is 1 s"
+    );
     assert!(
         answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
         "{answer}"

@@ -15,7 +15,7 @@ use axum::http::{HeaderValue, Request, Response, StatusCode, header::CONNECTION}
 use buvar_kit::BoxError;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout_at};
@@ -27,6 +27,7 @@ use crate::sockets::{BoundSocket, Listener, is_connection_error};
 
 mod activity;
 mod h2;
+mod head_timer;
 mod protocol;
 mod service;
 mod upgrade;
@@ -37,6 +38,7 @@ pub use h2::H2Config;
 pub use upgrade::{UpgradeRefused, UpgradeTracker, UpgradedConnection};
 
 use activity::ConnectionActivity;
+use head_timer::HeadTimer;
 use protocol::Protocol;
 use service::{ConnectionService, PerRequest};
 use woken::WhenWoken;
@@ -249,8 +251,8 @@ impl Serving {
         let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
         let upgrades = UpgradeTracker::new(connections.clone(), stop.clone(), kill.clone());
         let mut http1 = http1::Builder::new();
+        // The header read timeout's timer is each connection's own (`drive`).
         http1
-            .timer(TokioTimer::new())
             .header_read_timeout(options.header_read_timeout)
             .max_buf_size(MAX_CONNECTION_BUFFER);
         let http2 = options.h2.builder();
@@ -572,8 +574,9 @@ async fn drive<I, S, B>(
     };
     match protocol {
         Protocol::Http1 => {
-            let connection = connections
-                .http1
+            let mut http1 = connections.http1;
+            let connection = http1
+                .timer(HeadTimer::default())
                 .serve_connection(io, service)
                 .with_upgrades();
             watch
