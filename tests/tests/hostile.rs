@@ -21,25 +21,47 @@ async fn read_all(stream: &mut TcpStream, within: Duration) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
-/// Reads until one whole response head arrived; panics after `within`.
-async fn read_head(stream: &mut TcpStream, within: Duration) -> String {
+/// Reads until `complete` says what arrived is whole; panics after `within` or at a close.
+async fn read_until(
+    stream: &mut TcpStream,
+    within: Duration,
+    complete: impl Fn(&str) -> bool,
+) -> String {
     let deadline = Instant::now() + within;
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if complete(&text) {
+            return text;
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         let n = tokio::time::timeout(left, stream.read(&mut buf))
             .await
             .expect("a response in time")
             .expect("read");
-        assert!(
-            n > 0,
-            "closed before a response: {:?}",
-            String::from_utf8_lossy(&got)
-        );
+        assert!(n > 0, "closed before a response: {text:?}");
         got.extend_from_slice(&buf[..n]);
     }
-    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Reads until one whole response head arrived; panics after `within`.
+async fn read_head(stream: &mut TcpStream, within: Duration) -> String {
+    read_until(stream, within, |text| text.contains("\r\n\r\n")).await
+}
+
+/// Reads one whole response with a `content-length` body; panics after `within`.
+async fn read_response(stream: &mut TcpStream, within: Duration) -> String {
+    read_until(stream, within, |text| {
+        text.split_once("\r\n\r\n").is_some_and(|(head, body)| {
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length: "))
+                .map_or(0, |n| n.parse::<usize>().expect("a content-length"));
+            body.len() >= length
+        })
+    })
+    .await
 }
 
 fn assert_workers_unchanged(service: &Service, before: &[i32]) {
@@ -93,32 +115,6 @@ async fn a_client_trickling_its_headers_byte_by_byte_is_cut_off_at_the_timeout()
         "{answer}"
     );
     assert_workers_unchanged(&service, &workers);
-}
-
-/// Reads one whole response with a `content-length` body; panics after `within`.
-async fn read_response(stream: &mut TcpStream, within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&got).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let length = head
-                .lines()
-                .find_map(|line| line.strip_prefix("content-length: "))
-                .map_or(0, |n| n.parse::<usize>().expect("a content-length"));
-            if body.len() >= length {
-                return text;
-            }
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        let n = tokio::time::timeout(left, stream.read(&mut buf))
-            .await
-            .expect("a response in time")
-            .expect("read");
-        assert!(n > 0, "closed before a whole response: {text:?}");
-        got.extend_from_slice(&buf[..n]);
-    }
 }
 
 #[tokio::test]

@@ -124,12 +124,9 @@ mod tests {
 
     use super::*;
 
-    fn address(sleep: &Pin<Box<tokio::time::Sleep>>) -> *const tokio::time::Sleep {
-        &**sleep
-    }
-
     fn spare_address(timer: &HeadTimer) -> Option<*const tokio::time::Sleep> {
-        timer.spare.lock().unwrap().as_ref().map(address)
+        let spare = timer.spare.lock().unwrap();
+        spare.as_ref().map(|sleep| &**sleep as *const _)
     }
 
     /// Whether `sleep` elapsed, polled once.
@@ -137,12 +134,19 @@ mod tests {
         poll_fn(|cx| Poll::Ready(sleep.as_mut().poll(cx).is_ready())).await
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn every_head_of_a_connection_reuses_the_one_tokio_sleep() {
+    /// A connection's timer after one head read within `timeout`: that head's tokio sleep,
+    /// due `timeout` from now, is the spare.
+    async fn after_a_head(timeout: Duration) -> HeadTimer {
         let timer = HeadTimer::default();
-        let mut first = timer.sleep(Duration::from_secs(10));
+        let mut first = timer.sleep(timeout);
         assert!(!elapsed(&mut first).await);
         drop(first);
+        timer
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_head_of_a_connection_reuses_the_one_tokio_sleep() {
+        let timer = after_a_head(Duration::from_secs(10)).await;
         let reused = spare_address(&timer).expect("the sleep went back to the connection");
         let mut second = timer.sleep(Duration::from_secs(10));
         assert_eq!(spare_address(&timer), None, "the second head took it");
@@ -153,10 +157,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_reused_sleep_elapses_at_its_new_deadline_not_the_old_one() {
-        let timer = HeadTimer::default();
-        let mut first = timer.sleep(Duration::from_secs(1));
-        assert!(!elapsed(&mut first).await);
-        drop(first);
+        let timer = after_a_head(Duration::from_secs(1)).await;
         let mut later = timer.sleep(Duration::from_secs(5));
         tokio::time::advance(Duration::from_secs(2)).await;
         assert!(!elapsed(&mut later).await, "the old deadline passed");
@@ -166,10 +167,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_sleep_taken_after_the_old_deadline_fired_elapses_at_its_own() {
-        let timer = HeadTimer::default();
-        let mut first = timer.sleep(Duration::from_secs(1));
-        assert!(!elapsed(&mut first).await);
-        drop(first);
+        let timer = after_a_head(Duration::from_secs(1)).await;
         // A request longer than the header read timeout: the spare's deadline passes.
         tokio::time::advance(Duration::from_secs(3)).await;
         let mut next = timer.sleep(Duration::from_secs(1));
@@ -192,10 +190,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_head_due_before_the_reused_sleep_elapses_at_its_own_deadline() {
-        let timer = HeadTimer::default();
-        let mut first = timer.sleep(Duration::from_secs(10));
-        assert!(!elapsed(&mut first).await);
-        drop(first);
+        let timer = after_a_head(Duration::from_secs(10)).await;
         let mut sooner = timer.sleep(Duration::from_secs(1));
         assert!(!elapsed(&mut sooner).await);
         tokio::time::advance(Duration::from_millis(1_010)).await;
