@@ -12,11 +12,15 @@
 //! only when the tokio sleep fires before that deadline does it move it there. On a busy
 //! connection that is once per header read timeout, not once per request; a request that takes
 //! longer than the timeout wakes its connection's task once, for nothing.
+//!
+//! Nor is the tokio sleep polled again while it waits in the wheel to wake the very task that
+//! polls it: hyper polls the head's sleep before every read of a head, and each poll of a tokio
+//! sleep registers the task's waker again.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use hyper::rt::{Sleep, Timer};
@@ -28,7 +32,48 @@ pub(crate) struct HeadTimer {
 }
 
 /// The connection's tokio sleep while no head is read.
-type Spare = Mutex<Option<Pin<Box<tokio::time::Sleep>>>>;
+type Spare = Mutex<Option<Registered>>;
+
+/// A tokio sleep and the waker it last registered, which it wakes when it fires.
+#[derive(Debug)]
+struct Registered {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    waker: Option<Waker>,
+}
+
+impl Registered {
+    fn new(deadline: tokio::time::Instant) -> Self {
+        Self {
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            waker: None,
+        }
+    }
+
+    fn deadline(&self) -> tokio::time::Instant {
+        self.sleep.deadline()
+    }
+
+    fn reset(&mut self, deadline: tokio::time::Instant) {
+        self.sleep.as_mut().reset(deadline);
+    }
+
+    /// Polls the tokio sleep, unless it waits in the wheel to wake the task polling now.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let waker = cx.waker();
+        if !self.sleep.is_elapsed() && self.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            return Poll::Pending;
+        }
+        // Out of budget, tokio answers `Pending` without registering anything.
+        let registers = tokio::task::coop::has_budget_remaining();
+        let polled = self.sleep.as_mut().poll(cx);
+        match (&polled, &mut self.waker) {
+            (Poll::Pending, Some(registered)) if registers => registered.clone_from(waker),
+            (Poll::Pending, None) if registers => self.waker = Some(waker.clone()),
+            _ => self.waker = None,
+        }
+        polled
+    }
+}
 
 impl Timer for HeadTimer {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
@@ -43,7 +88,7 @@ impl Timer for HeadTimer {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         // A second sleep while the first one lives (hyper takes one at a time) gets its own.
-        let sleep = spare.unwrap_or_else(|| Box::pin(tokio::time::sleep_until(deadline)));
+        let sleep = spare.unwrap_or_else(|| Registered::new(deadline));
         let mut head = HeadSleep {
             sleep: Some(sleep),
             deadline,
@@ -71,7 +116,7 @@ impl Timer for HeadTimer {
 /// One head's sleep: hands its tokio sleep back to the connection when dropped.
 struct HeadSleep {
     /// Always `Some` until dropped. Due at `deadline` or earlier: it moves on when it fires early.
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    sleep: Option<Registered>,
     deadline: tokio::time::Instant,
     spare: Arc<Spare>,
 }
@@ -83,7 +128,7 @@ impl HeadSleep {
         if let Some(sleep) = &mut self.sleep
             && deadline < sleep.deadline()
         {
-            sleep.as_mut().reset(deadline);
+            sleep.reset(deadline);
         }
     }
 }
@@ -98,11 +143,11 @@ impl Future for HeadSleep {
         let Some(sleep) = sleep else {
             return Poll::Ready(());
         };
-        while sleep.as_mut().poll(cx).is_ready() {
+        while sleep.poll(cx).is_ready() {
             if sleep.deadline() >= *deadline {
                 return Poll::Ready(());
             }
-            sleep.as_mut().reset(*deadline);
+            sleep.reset(*deadline);
         }
         Poll::Pending
     }
@@ -121,12 +166,15 @@ impl Drop for HeadSleep {
 #[cfg(test)]
 mod tests {
     use std::future::poll_fn;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
 
     fn spare_address(timer: &HeadTimer) -> Option<*const tokio::time::Sleep> {
         let spare = timer.spare.lock().unwrap();
-        spare.as_ref().map(|sleep| &**sleep as *const _)
+        spare
+            .as_ref()
+            .map(|registered| &*registered.sleep as *const _)
     }
 
     /// Whether `sleep` elapsed, polled once.
@@ -195,5 +243,79 @@ mod tests {
         assert!(!elapsed(&mut sooner).await);
         tokio::time::advance(Duration::from_millis(1_010)).await;
         assert!(elapsed(&mut sooner).await);
+    }
+
+    /// A waker that counts its wakes.
+    fn counting() -> (Waker, Arc<AtomicUsize>) {
+        struct Count(Arc<AtomicUsize>);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(AtomicUsize::new(0));
+        (Waker::from(Arc::new(Count(count.clone()))), count)
+    }
+
+    fn poll_with(sleep: &mut Pin<Box<dyn Sleep>>, waker: &Waker) -> bool {
+        sleep
+            .as_mut()
+            .poll(&mut Context::from_waker(waker))
+            .is_ready()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sleep_not_polled_again_for_the_same_task_still_wakes_that_task() {
+        let (task, woken) = counting();
+        let timer = HeadTimer::default();
+        let mut first = timer.sleep(Duration::from_secs(1));
+        assert!(!poll_with(&mut first, &task));
+        drop(first);
+        let mut second = timer.sleep(Duration::from_secs(1));
+        assert!(!poll_with(&mut second, &task));
+        assert_eq!(woken.load(Ordering::SeqCst), 0);
+        tokio::time::advance(Duration::from_millis(1_010)).await;
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        assert!(poll_with(&mut second, &task));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_by_another_task_moves_the_wake_to_that_task() {
+        let (first_task, first_woken) = counting();
+        let (other_task, other_woken) = counting();
+        let timer = HeadTimer::default();
+        let mut sleep = timer.sleep(Duration::from_secs(1));
+        assert!(!poll_with(&mut sleep, &first_task));
+        assert!(!poll_with(&mut sleep, &other_task));
+        tokio::time::advance(Duration::from_millis(1_010)).await;
+        assert_eq!(other_woken.load(Ordering::SeqCst), 1);
+        assert_eq!(first_woken.load(Ordering::SeqCst), 0);
+        assert!(poll_with(&mut sleep, &other_task));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_out_of_budget_is_not_taken_for_a_registration() {
+        let (task, woken) = counting();
+        let timer = HeadTimer::default();
+        let mut sleep = timer.sleep(Duration::from_secs(1));
+        poll_fn(|cx| {
+            while tokio::task::coop::has_budget_remaining() {
+                let _ = std::pin::pin!(tokio::task::coop::consume_budget()).poll(cx);
+            }
+            assert!(!poll_with(&mut sleep, &task));
+            Poll::Ready(())
+        })
+        .await;
+        tokio::task::yield_now().await;
+        assert!(tokio::task::coop::has_budget_remaining());
+        assert!(!poll_with(&mut sleep, &task));
+        // tokio wakes a task it refuses for want of budget: that wake is not the timer's.
+        let before = woken.load(Ordering::SeqCst);
+        tokio::time::advance(Duration::from_millis(1_010)).await;
+        assert_eq!(
+            woken.load(Ordering::SeqCst),
+            before + 1,
+            "the second poll registered"
+        );
     }
 }
