@@ -71,11 +71,8 @@ impl Registered {
         // Out of budget, tokio answers `Pending` without registering anything.
         let registers = tokio::task::coop::has_budget_remaining();
         let polled = self.sleep.as_mut().poll(cx);
-        match (&polled, &mut self.waker) {
-            (Poll::Pending, Some(registered)) if registers => registered.clone_from(waker),
-            (Poll::Pending, None) if registers => self.waker = Some(waker.clone()),
-            _ => self.waker = None,
-        }
+        // Rare: once per head the tokio sleep fires early for, or a poll from another task.
+        self.waker = (polled.is_pending() && registers).then(|| waker.clone());
         polled
     }
 }
