@@ -3,10 +3,8 @@
 
 use std::cell::Cell;
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Body;
@@ -23,11 +21,12 @@ const DURATION: &str = "http_server_request_duration_seconds";
 const ACTIVE: &str = "http_server_active_requests";
 
 std::thread_local! {
-    /// The series of the route that just answered on this thread, carried out of the router
-    /// to the request layer, whose poll is the caller of the route's in the same call stack
-    /// (what lies between maps a ready response without waiting). Cheaper than a response
-    /// extension, which allocates a map for each response.
-    static ANSWERED: Cell<Option<Arc<RouteSeries>>> = const { Cell::new(None) };
+    /// The series of the route the router just called on this thread, carried out of the
+    /// router to the request layer: axum calls a route in the first poll of the router's
+    /// future, and the request layer's poll is the caller of that poll in the same call stack.
+    /// Cheaper than a response extension, which allocates a map for each response, and than a
+    /// future of our own around the route's.
+    static CALLED: Cell<Option<Arc<RouteSeries>>> = const { Cell::new(None) };
 }
 
 /// Hands each route's series to the request layer (axum tells a route its template only in
@@ -136,7 +135,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = RouteFuture<<Route as Service<Request<B>>>::Future>;
+    type Future = <Route as Service<Request<B>>>::Future;
 
     /// An axum `Route` is always ready: no lock taken to ask it.
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -149,40 +148,17 @@ where
                 let _ = self.series.template.set(path.as_str().into());
             }
         }
-        RouteFuture {
-            inner: self.route().call(request),
-            series: Some(self.series.clone()),
-        }
+        // The first route called in a poll is the request's: a route called after it in the
+        // same poll belongs to a router its handler calls.
+        let called = CALLED.take();
+        CALLED.set(Some(called.unwrap_or_else(|| self.series.clone())));
+        self.route().call(request)
     }
 }
 
 impl RouteService {
     fn route(&self) -> MutexGuard<'_, Route> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The response future of [`RouteService`].
-    #[derive(Debug)]
-    struct RouteFuture<F> {
-        #[pin]
-        inner: F,
-        series: Option<Arc<RouteSeries>>,
-    }
-}
-
-impl<F, R, E> Future for RouteFuture<F>
-where
-    F: Future<Output = Result<Response<R>, E>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let response = ready!(this.inner.poll(cx))?;
-        ANSWERED.set(this.series.take());
-        Poll::Ready(Ok(response))
     }
 }
 
@@ -225,6 +201,7 @@ impl HttpMetrics {
             shared: self.shared.clone(),
             method: method_label(method),
             start,
+            route: None,
         }
     }
 }
@@ -251,25 +228,31 @@ pub(crate) struct InFlight {
     shared: Arc<Shared>,
     method: &'static str,
     start: Instant,
+    /// The route the router called for this request; `None` until it did.
+    route: Option<Arc<RouteSeries>>,
 }
 
 impl InFlight {
-    /// To be called right before each poll of the router's future, whose route then says
-    /// which route answered: a route left by a request whose response never reached its
-    /// request layer is not this request's.
-    pub(crate) fn before_poll(&self) {
-        ANSWERED.set(None);
+    /// Polls the router's future and notes the route it called: call it for every poll.
+    /// Whatever a route called outside of a request's poll left behind is not this request's.
+    pub(crate) fn poll_router<T>(&mut self, poll: impl FnOnce() -> T) -> T {
+        if self.route.is_some() {
+            return poll();
+        }
+        CALLED.set(None);
+        let polled = poll();
+        self.route = CALLED.take();
+        polled
     }
 
-    /// Records the request's duration under the route that answered it (right after the poll
-    /// that gave `status`), or under the unmatched route.
+    /// Records the request's duration under the route the router called for it, whatever
+    /// answered (the handler, or the request layer with 408 or 500 for the handler), or
+    /// under the unmatched route.
     pub(crate) fn finish(self, status: StatusCode) {
         let seconds = self.start.elapsed().as_secs_f64();
         let status = status.as_u16();
-        match ANSWERED.take() {
-            Some(route) => route.record(self.method, status, seconds),
-            None => self.shared.unmatched.record(self.method, status, seconds),
-        }
+        let route = self.route.as_deref().unwrap_or(&self.shared.unmatched);
+        route.record(self.method, status, seconds);
     }
 }
 
@@ -309,11 +292,13 @@ mod tests {
     }
 
     #[test]
-    fn the_route_label_is_the_matched_template_or_unmatched() {
+    fn the_route_label_is_the_called_route_whatever_answered_or_unmatched() {
         let region: &'static Region = Box::leak(Box::new(Region::create(&[0.5, 1.0]).unwrap()));
         let row = region.row(Some(region.claim(0).unwrap()));
         let recorder = RowRecorder::new(region, row, 100, HashSet::new());
         let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
             .build()
             .unwrap();
         metrics::with_local_recorder(&recorder, || {
@@ -325,6 +310,18 @@ mod tests {
                         panic!("on purpose");
                         #[allow(unreachable_code)]
                         ""
+                    }),
+                )
+                .route("/slow", get(std::future::pending::<&str>))
+                .route(
+                    "/outer",
+                    get(|| async {
+                        // A router of its own, called in the handler's poll.
+                        let inner = with_route_templates(
+                            Router::new().route("/inner", get(|| async { "inner" })),
+                        );
+                        let request = Request::get("/inner").body(Body::empty()).unwrap();
+                        inner.oneshot(request).await.unwrap().status()
                     }),
                 );
             let service = RequestLayer::new(
@@ -343,6 +340,8 @@ mod tests {
                     (Method::from_bytes(b"BREW").unwrap(), "/greet/ann", ""),
                     (Method::POST, "/greet/ann", "over the limit"),
                     (Method::GET, "/panic", ""),
+                    (Method::GET, "/slow", ""),
+                    (Method::GET, "/outer", ""),
                 ] {
                     let request = Request::builder()
                         .method(method)
@@ -369,9 +368,16 @@ mod tests {
             Some(1)
         );
         assert_eq!(count(region, &series("GET", "/nowhere", 404)), None);
-        // Answered by the request layer itself: no route answered them.
+        // Refused before the router saw it: no route was called.
         assert_eq!(count(region, &series("POST", UNMATCHED, 413)), Some(1));
-        assert_eq!(count(region, &series("GET", UNMATCHED, 500)), Some(1));
+        // Answered by the request layer for the handler: the route's, so that an operator
+        // sees which route panics or is slow.
+        assert_eq!(count(region, &series("GET", "/panic", 500)), Some(1));
+        assert_eq!(count(region, &series("GET", "/slow", 408)), Some(1));
+        assert_eq!(count(region, &series("GET", UNMATCHED, 500)), None);
+        // The route the request layer's router called, not one its handler called.
+        assert_eq!(count(region, &series("GET", "/outer", 200)), Some(1));
+        assert_eq!(count(region, &series("GET", "/inner", 200)), None);
         let active = region.find(Kind::Gauge, ACTIVE, "").unwrap();
         assert_eq!(region.total(active.cell, true).1, 0.0);
     }

@@ -15,7 +15,9 @@
 //! - Gauges are summed too, unless named in `[metrics] per_worker_gauges`: then each live
 //!   worker's value is a series of its own, labelled `worker` (its index).
 //! - Built in: `http_server_request_duration_seconds{method,route,status}` (`route` is the
-//!   matched template such as `/greet/{name}`, or `unmatched`), `http_server_active_requests`,
+//!   matched template such as `/greet/{name}`, also when the request layer answers for the
+//!   route's handler with 408 or 500; `unmatched` when no route was called: 404, or 413 for a
+//!   declared length over the limit), `http_server_active_requests`,
 //!   `buvar_workers_configured`, `buvar_workers_ready`, `buvar_workers_alive`,
 //!   `buvar_worker_exits_total{cause}`, and `process_resident_memory_bytes`,
 //!   `process_cpu_seconds_total`, `process_open_fds`, `process_start_time_seconds` for the

@@ -176,14 +176,13 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let _entered = this.span.enter();
-        if let Some(flight) = this.flight {
-            flight.before_poll();
-        }
         let response = match this.state.project() {
             Projected::Running {
                 mut inner,
                 deadline,
-            } => match catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+            } => match poll_router(this.flight, || {
+                catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx)))
+            }) {
                 Ok(Poll::Ready(response)) => response?,
                 Ok(Poll::Pending) => {
                     ready!(deadline.poll_expired(cx));
@@ -205,6 +204,14 @@ where
             request_id::repeat(id, response.headers_mut());
         }
         Poll::Ready(Ok(response))
+    }
+}
+
+/// Polls the router's future, through the request's metrics when they are on.
+fn poll_router<T>(flight: &mut Option<InFlight>, poll: impl FnOnce() -> T) -> T {
+    match flight {
+        Some(flight) => flight.poll_router(poll),
+        None => poll(),
     }
 }
 
