@@ -3,9 +3,10 @@
 //! The stage sets it for every plugin's prepare step (the plugin context), for every task (the
 //! task's own child context) and for teardown steps; [`ContextLayer`](crate::ContextLayer) sets
 //! it for the handler (the request's own child context, made when first needed); [`Jobs`](crate::Jobs) and
-//! [`spawn`] carry it into what they spawn. It lives in a tokio task-local value, as
-//! `tracing::Span::current()` does, so a plain `tokio::spawn` starts without it: a new tokio
-//! task inherits nothing from the one that spawned it. For synchronous code on another thread
+//! [`spawn`] carry it into what they spawn. The future it was set for holds it and makes it
+//! current on the thread while that future is polled (as tokio's task-local values and
+//! `tracing`'s instrumented futures do), so a plain `tokio::spawn` starts without it: a new
+//! tokio task inherits nothing from the one that spawned it. For synchronous code on another thread
 //! (`spawn_blocking`), see [`Context::in_scope`].
 //!
 //! Explicit passing keeps working everywhere and is what a library should do: its caller then
@@ -41,16 +42,24 @@
 //! ```
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 
-use tokio::task::futures::TaskLocalFuture;
+use pin_project_lite::pin_project;
 
 use crate::components::LazyChild;
 use crate::di::{Dependency, ResolveError};
 use crate::{ComponentError, Context};
 
-tokio::task_local! {
-    static CURRENT: CurrentContext;
+// A reference to the context of the future being polled on this thread, set for the poll
+// only: cheaper than a tokio task-local, which moves the value in and out of a `RefCell` on
+// every poll, and every request's handler runs in one.
+scoped_tls::scoped_thread_local!(static CURRENT: CurrentContext);
+
+/// Reads the current context, if there is one.
+fn try_with<R>(read: impl FnOnce(&CurrentContext) -> R) -> Option<R> {
+    CURRENT.is_set().then(|| CURRENT.with(read))
 }
 
 /// What the current context is, as the task-local value holds it: a context, or a request's
@@ -67,8 +76,54 @@ impl std::fmt::Debug for CurrentContext {
     }
 }
 
-/// A future run with a current context; see [`Context::scope`].
-pub type WithContext<F> = TaskLocalFuture<CurrentContext, F>;
+pin_project! {
+    /// A future run with a current context; see [`Context::scope`]. The context is current
+    /// while the future is polled and while it is dropped.
+    pub struct WithContext<F> {
+        current: CurrentContext,
+        // `None` once ready: dropped then, with its context current.
+        #[pin]
+        future: Option<F>,
+    }
+
+    impl<F> PinnedDrop for WithContext<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            let mut future = this.future;
+            if future.is_some() {
+                CURRENT.set(this.current, || future.set(None));
+            }
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for WithContext<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithContext")
+            .field("current", &self.current)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Future> Future for WithContext<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let mut future = this.future;
+        CURRENT.set(this.current, || {
+            let polled = future
+                .as_mut()
+                .as_pin_mut()
+                .expect("a `WithContext` polled after it was ready")
+                .poll(cx);
+            if polled.is_ready() {
+                future.set(None);
+            }
+            polled
+        })
+    }
+}
 
 impl CurrentContext {
     /// A child context made when first written to, as a request's is.
@@ -90,13 +145,16 @@ impl CurrentContext {
 
     /// Runs `future` with `self` as the current context.
     pub(crate) fn scope<F: Future>(self, future: F) -> WithContext<F> {
-        CURRENT.scope(self, future)
+        WithContext {
+            current: self,
+            future: Some(future),
+        }
     }
 
     /// Runs `future` in the context that is current now, if any: what a new task needs, since
     /// it inherits nothing from the one that spawns it.
     pub(crate) fn carry<F: Future>(future: F) -> impl Future<Output = F::Output> {
-        let current = CURRENT.try_with(Self::clone).ok();
+        let current = try_with(Self::clone);
         async move {
             match current {
                 Some(current) => current.scope(future).await,
@@ -136,7 +194,7 @@ impl Context {
 
     /// Like [`Context::current`], but `None` outside of a task or request that has one.
     pub fn try_current() -> Option<Context> {
-        CURRENT.try_with(CurrentContext::context).ok()
+        try_with(CurrentContext::context)
     }
 
     /// Runs `future` with this context as the current one (see [`Context::current`]).
@@ -163,15 +221,13 @@ impl Context {
     /// # }).unwrap();
     /// ```
     pub fn in_scope<R>(&self, run: impl FnOnce() -> R) -> R {
-        CURRENT.sync_scope(CurrentContext(LazyChild::made(self.clone())), run)
+        CURRENT.set(&CurrentContext(LazyChild::made(self.clone())), run)
     }
 }
 
 /// Reads the current context without making a request's own layer.
 fn with_nearest<R>(read: impl FnOnce(&Context) -> R) -> Result<R, NoCurrentContext> {
-    CURRENT
-        .try_with(|current| read(current.nearest()))
-        .map_err(|_| NoCurrentContext)
+    try_with(|current| read(current.nearest())).ok_or(NoCurrentContext)
 }
 
 /// [`Context::get`] on the [current context](Context::current).
@@ -239,4 +295,85 @@ where
     F::Output: Send + 'static,
 {
     tokio::spawn(CurrentContext::carry(future))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Notes, when dropped, the `u8` of the context current then.
+    struct SeenOnDrop(Arc<Mutex<Option<u8>>>);
+
+    impl Drop for SeenOnDrop {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() = get::<u8>().ok().map(|n| *n);
+        }
+    }
+
+    fn context_of(n: u8) -> Context {
+        let context = Context::new();
+        context.add(n);
+        context
+    }
+
+    #[test]
+    fn a_future_is_dropped_with_its_context_current_whether_ready_or_not() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let seen = Arc::new(Mutex::new(None));
+        let guard = SeenOnDrop(seen.clone());
+        runtime.block_on(context_of(1).scope(async move {
+            let _guard = guard;
+        }));
+        assert_eq!(*seen.lock().unwrap(), Some(1), "dropped when ready");
+
+        let guard = SeenOnDrop(seen.clone());
+        let pending = context_of(2).scope(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        });
+        let mut pending = Box::pin(pending);
+        let waker = std::task::Waker::noop();
+        assert!(
+            pending
+                .as_mut()
+                .poll(&mut TaskContext::from_waker(waker))
+                .is_pending()
+        );
+        drop(pending);
+        assert_eq!(*seen.lock().unwrap(), Some(2), "dropped while pending");
+        assert!(Context::try_current().is_none());
+    }
+
+    #[test]
+    fn an_inner_scope_gives_the_outer_context_back_when_it_is_done() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let seen = runtime.block_on(context_of(1).scope(async {
+            let inner = context_of(2).scope(async { *get::<u8>().unwrap() }).await;
+            (inner, *get::<u8>().unwrap())
+        }));
+        assert_eq!(seen, (2, 1));
+        assert!(Context::try_current().is_none());
+    }
+
+    #[test]
+    fn a_panic_in_a_poll_leaves_no_context_current() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let panicked = catch_unwind(AssertUnwindSafe(|| {
+            runtime.block_on(context_of(1).scope(async { panic!("in the poll") }))
+        }));
+        assert!(panicked.is_err());
+        assert!(Context::try_current().is_none());
+        let in_scope = catch_unwind(|| context_of(3).in_scope(|| panic!("in the closure")));
+        assert!(in_scope.is_err());
+        assert!(Context::try_current().is_none());
+    }
 }
