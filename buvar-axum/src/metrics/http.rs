@@ -234,14 +234,16 @@ pub(crate) struct InFlight {
 
 impl InFlight {
     /// Polls the router's future and notes the route it called: call it for every poll.
-    /// Whatever a route called outside of a request's poll left behind is not this request's.
+    /// What the thread held before is not this request's: a route noted by a request whose
+    /// handler runs this one (a request layer nested in a handler), given back after the poll,
+    /// or one a route left outside of any request's poll.
     pub(crate) fn poll_router<T>(&mut self, poll: impl FnOnce() -> T) -> T {
         if self.route.is_some() {
             return poll();
         }
-        CALLED.set(None);
+        let enclosing = CALLED.take();
         let polled = poll();
-        self.route = CALLED.take();
+        self.route = CALLED.replace(enclosing);
         polled
     }
 
@@ -323,6 +325,23 @@ mod tests {
                         let request = Request::get("/inner").body(Body::empty()).unwrap();
                         inner.oneshot(request).await.unwrap().status()
                     }),
+                )
+                .route(
+                    "/nested",
+                    get(|| async {
+                        // A request of its own, through a request layer of its own.
+                        let inner = RequestLayer::new(
+                            Context::new(),
+                            Limits::new(4, Duration::from_secs(5)),
+                            Some(HttpMetrics::new()),
+                            false,
+                        )
+                        .layer(with_route_templates(
+                            Router::new().route("/sub", get(|| async { "sub" })),
+                        ));
+                        let request = Request::get("/sub").body(Body::empty()).unwrap();
+                        inner.oneshot(request).await.unwrap().status()
+                    }),
                 );
             let service = RequestLayer::new(
                 Context::new(),
@@ -342,6 +361,7 @@ mod tests {
                     (Method::GET, "/panic", ""),
                     (Method::GET, "/slow", ""),
                     (Method::GET, "/outer", ""),
+                    (Method::GET, "/nested", ""),
                 ] {
                     let request = Request::builder()
                         .method(method)
@@ -378,6 +398,10 @@ mod tests {
         // The route the request layer's router called, not one its handler called.
         assert_eq!(count(region, &series("GET", "/outer", 200)), Some(1));
         assert_eq!(count(region, &series("GET", "/inner", 200)), None);
+        // A request layer in a handler counts its own request, and leaves the handler's.
+        assert_eq!(count(region, &series("GET", "/nested", 200)), Some(1));
+        assert_eq!(count(region, &series("GET", "/sub", 200)), Some(1));
+        assert_eq!(count(region, &series("GET", UNMATCHED, 200)), None);
         let active = region.find(Kind::Gauge, ACTIVE, "").unwrap();
         assert_eq!(region.total(active.cell, true).1, 0.0);
     }
