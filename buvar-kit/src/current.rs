@@ -313,6 +313,12 @@ mod tests {
         }
     }
 
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
     fn context_of(n: u8) -> Context {
         let context = Context::new();
         context.add(n);
@@ -321,9 +327,7 @@ mod tests {
 
     #[test]
     fn a_future_is_dropped_with_its_context_current_whether_ready_or_not() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         let seen = Arc::new(Mutex::new(None));
         let guard = SeenOnDrop(seen.clone());
         runtime.block_on(context_of(1).scope(async move {
@@ -351,9 +355,7 @@ mod tests {
 
     #[test]
     fn an_inner_scope_gives_the_outer_context_back_when_it_is_done() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         let seen = runtime.block_on(context_of(1).scope(async {
             let inner = context_of(2).scope(async { *get::<u8>().unwrap() }).await;
             (inner, *get::<u8>().unwrap())
@@ -364,9 +366,7 @@ mod tests {
 
     #[test]
     fn a_panic_in_a_poll_leaves_no_context_current() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         let panicked = catch_unwind(AssertUnwindSafe(|| {
             runtime.block_on(context_of(1).scope(async { panic!("in the poll") }))
         }));
